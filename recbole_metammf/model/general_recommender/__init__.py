@@ -1,0 +1,2 @@
+from recbole_metammf.model.general_recommender.metammf_gcn import MetaMMF_GCN
+from recbole_metammf.model.general_recommender.metammf_mf import MetaMMF_MF

@@ -1,0 +1,76 @@
+"""The factorised meta fusion equals the explicit per-item formula W_i = W + T x_3 s_i."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_metammf.model.layers import MetaFusionLayer, MetaFusionTower, MetaInformationExtractor
+
+
+def naive_tensor(layer):
+    """T as an (out, in, d_s) tensor, summed from the CP factors one rank-1 term at a time."""
+    if layer.cp_rank == 0:
+        return layer.tensor.detach().permute(2, 0, 1).clone()
+    A, B, C = layer.factor_out.detach(), layer.factor_in.detach(), layer.factor_meta.detach()
+    tensor = torch.zeros(layer.out_dim, layer.in_dim, layer.d_s, dtype=A.dtype)
+    for r in range(layer.cp_rank):
+        tensor += A[:, r, None, None] * B[None, :, r, None] * C[None, None, :, r]
+    return tensor
+
+
+def naive_tower(tower, features, meta):
+    """Build W_i for every item and layer explicitly and apply it item by item."""
+    outputs = []
+    for i in range(features.shape[0]):
+        h = features[i]
+        for n, layer in enumerate(tower.layers):
+            if n > 0:
+                h = F.leaky_relu(h)
+            W_i = torch.einsum("oiz,z->oi", naive_tensor(layer), meta[i])
+            if layer.weight is not None:
+                W_i = W_i + layer.weight.detach()
+            h = W_i @ h
+        outputs.append(h)
+    return torch.stack(outputs)
+
+
+@pytest.mark.parametrize(
+    "cp_rank,static_weight,widths",
+    list(itertools.product([0, 4], [True, False], [[7], [12, 9, 5]])),
+)
+def test_tower_equals_per_item_weights(cp_rank, static_weight, widths):
+    torch.manual_seed(cp_rank + 10 * static_weight + len(widths))
+    n_items, in_dim, d_s = 23, 10, 3
+    tower = MetaFusionTower(in_dim, widths, d_s, cp_rank=cp_rank, static_weight=static_weight).double()
+    extractor = MetaInformationExtractor(in_dim, 8, d_s).double()
+    features = torch.randn(n_items, in_dim, dtype=torch.float64)
+    meta = extractor(features)
+    with torch.no_grad():
+        fast = tower(features, meta)
+        slow = naive_tower(tower, features, meta)
+    assert fast.shape == (n_items, widths[-1])
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    # the meta information matters: another s_i gives another output unless T is zero
+    assert not torch.allclose(tower(features, meta + 1.0), fast)
+
+
+@pytest.mark.parametrize("cp_rank", [0, 5])
+def test_float32_layer_matches_explicit_weights(cp_rank):
+    torch.manual_seed(0)
+    layer = MetaFusionLayer(16, 8, 4, cp_rank=cp_rank)
+    h, s = torch.randn(50, 16), torch.randn(50, 4)
+    with torch.no_grad():
+        explicit = torch.einsum("noi,ni->no", layer.item_weights(s), h)
+        torch.testing.assert_close(layer(h, s), explicit, atol=1e-5, rtol=1e-4)
+
+
+def test_cp_parameter_count_is_small_at_the_movielens_tower():
+    full = MetaFusionLayer(2276, 1024, 5, cp_rank=0, static_weight=False)
+    cp = MetaFusionLayer(2276, 1024, 5, cp_rank=16, static_weight=False)
+    n_full = sum(p.numel() for p in full.parameters())
+    n_cp = sum(p.numel() for p in cp.parameters())
+    assert n_full == 2276 * 1024 * 5
+    assert n_cp == 16 * (2276 + 1024 + 5)
+    assert n_cp / n_full < 0.01

@@ -1,0 +1,200 @@
+"""MetaMMF_MF / MetaMMF_GCN end to end through the same path users run, and the plugin's config."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+
+from recbole_metammf.config import Config, parse_value
+from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
+from recbole_metammf.trainer import load_checkpoint
+from recbole_metammf.utils import DATASET_DIR, REPO_ROOT, ConfigError, get_model, get_trainer
+
+from conftest import write_tiny_dataset
+
+METRICS = [f"{m}@{k}" for m in ["precision", "recall", "hit", "ndcg"] for k in [10, 20]]
+
+
+def assert_metrics(result):
+    assert set(METRICS) <= set(result["test_result"])
+    assert all(0.0 <= result["test_result"][m] <= 1.0 for m in METRICS)
+
+
+def build(model_name, config_dict):
+    config = Config(model=model_name, dataset=config_dict["dataset"], config_dict=config_dict)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    model = get_model(model_name)(config, train_data._dataset)
+    return config, model, train_data, valid_data, test_data
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
+def test_train_and_evaluate_on_shipped_tiktok(model_name, in_tmp_cwd):
+    assert os.path.isfile(os.path.join(DATASET_DIR, "tiktok", "tiktok.item"))
+    result = run_recbole_metammf(
+        model_name, "tiktok", config_dict={"epochs": 1, "show_progress": False, "eval_batch_size": 409600}
+    )
+    assert_metrics(result)
+    assert result["epochs"] == 1
+    checkpoint = load_checkpoint(result["checkpoint"])  # weights_only=True
+    assert checkpoint["config"]["model"] == model_name
+    assert checkpoint["config"]["final"]["modalities"] == ["v_feat", "a_feat"]
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
+@pytest.mark.parametrize(
+    "variant",
+    [{"cp_rank": 0}, {"static_weight": False}, {"d_s": 3, "cp_rank": 8}, {"fusion_layers": [128, 64, 32]}],
+    ids=["full-tensor", "no-static-weight", "ds3-R8", "three-layers"],
+)
+def test_variants_train_and_evaluate(model_name, variant, tiny_config):
+    result = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, **variant, "epochs": 1})
+    assert_metrics(result)
+
+
+def test_training_reduces_the_loss(tiny_config):
+    config, model, train_data, _, _ = build("MetaMMF_GCN", tiny_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = next(iter(train_data))
+    losses = []
+    for _ in range(20):
+        loss = model.calculate_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_one_modality_dataset(in_tmp_cwd, tiny_config):
+    root, fields, _ = write_tiny_dataset(str(in_tmp_cwd / "mono"), name="mono", dims=(8,))
+    config = {**tiny_config, "dataset": "mono", "data_path": root, "modalities": ["v_feat"], "epochs": 1}
+    result = run_recbole_metammf("MetaMMF_GCN", "mono", config_dict=config)
+    assert_metrics(result)
+
+
+def test_features_are_aligned_buffers(tiny_config):
+    _, model, train_data, _, _ = build("MetaMMF_MF", tiny_config)
+    _, _, blocks = write_tiny_dataset(tiny_config["data_path"])
+    dataset = train_data._dataset
+    assert model.item_features.shape == (dataset.item_num, 14)
+    assert torch.all(model.item_features[0] == 0)  # padding item
+    for token in ["0", "17", "89"]:
+        row = dataset.token2id("item_id", token)
+        expected = torch.tensor([*blocks[0][int(token)], *blocks[1][int(token)]], dtype=torch.float32)
+        torch.testing.assert_close(model.item_features[row], expected, atol=1e-4, rtol=1e-4)
+    assert "item_features" in dict(model.named_buffers())
+    assert "item_features" not in model.state_dict()  # rebuilt from the dataset, not saved
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
+def test_full_sort_predict_agrees_with_predict(model_name, tiny_config):
+    _, model, _, _, test_data = build(model_name, tiny_config)
+    model.eval()
+    users = torch.tensor([1, 5, 9, 30])
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: users}).view(len(users), -1)
+        items = torch.tensor([1, 2, 40, 77])
+        pointwise = model.predict({model.USER_ID: users, model.ITEM_ID: items})
+    torch.testing.assert_close(scores[torch.arange(len(users)), items], pointwise)
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
+def test_item_representations_computed_once_per_evaluation(model_name, tiny_config):
+    config_dict = {**tiny_config, "eval_batch_size": 91 * 7}  # 7 users per batch: several batches
+    config, model, _, _, test_data = build(model_name, config_dict)
+    assert len(test_data) > 3
+    calls = []
+    original_forward = model.forward
+    model.forward = lambda *args, **kwargs: calls.append(1) or original_forward(*args, **kwargs)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.evaluate(test_data, load_best_model=False)
+    assert len(calls) == 1
+    trainer.evaluate(test_data, load_best_model=False)
+    assert len(calls) == 2  # a new evaluation recomputes (model.eval() drops the cache)
+
+
+def test_builtin_model_runs_and_reloads_safely(tiny_config):
+    result = run_recbole_metammf("LightGCN", "tiny", config_dict=tiny_config)
+    assert_metrics(result)
+    checkpoint = load_checkpoint(result["checkpoint"])
+    assert checkpoint["config"]["model"] == "LightGCN"
+    with pytest.raises(Exception):  # RecBole's own checkpoints fail this way; ours do not
+        torch.load(result["checkpoint"], weights_only=True, map_location="cpu")["config"]["nonexistent"]
+
+
+def test_load_data_and_model_restores_the_trained_model(tiny_config):
+    result = run_recbole_metammf("MetaMMF_MF", "tiny", config_dict=tiny_config)
+    config, model, _, _, _, _ = load_data_and_model(result["checkpoint"])
+    saved = load_checkpoint(result["checkpoint"])["state_dict"]
+    assert config["cp_rank"] == 16
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, saved[name])
+
+
+def test_cli_overrides_and_config_files(in_tmp_cwd):
+    root, fields, _ = write_tiny_dataset(str(in_tmp_cwd / "data"))
+    config_file = in_tmp_cwd / "tiny.yaml"
+    config_file.write_text(
+        "benchmark_filename: [train, valid, test]\n"
+        "load_col: {inter: [user_id, item_id], item: [item_id]}\n"
+        f"modalities: [{', '.join(fields)}]\n"
+        "show_progress: False\n"
+    )
+    command = [
+        sys.executable, os.path.join(REPO_ROOT, "run_recbole_metammf.py"), "--model=MetaMMF_MF", "--dataset=tiny",
+        f"--data_path={root}", f"--config_files={config_file}", "--epochs=1", "--cp_rank=8",
+        "--fusion_layers=[16,8]", "--static_weight=False", "--reg_weight=1e-5",
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "test result" in log
+    assert "fusion_layers = [16, 8]" in log and "static_weight = False" in log and "cp_rank = 8" in log
+    assert "reg_weight = 1e-05" in log
+
+
+def test_cli_reports_a_bad_value_without_traceback(in_tmp_cwd):
+    command = [sys.executable, os.path.join(REPO_ROOT, "run_recbole_metammf.py"), "--model=MetaMMF_MF", "--d_s=0"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "d_s: got 0" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ({"d_s": 0}, "d_s"),
+        ({"cp_rank": -1}, "cp_rank"),
+        ({"modalities": []}, "modalities"),
+        ({"fusion_layers": []}, "fusion_layers"),
+        ({"fusion_layers": [32, 0]}, "fusion_layers"),
+        ({"n_layers": 0}, "n_layers"),
+        ({"static_weight": "yes"}, "static_weight"),
+    ],
+)
+def test_bad_values_are_refused_before_loading(override, key, tiny_config):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        Config(model="MetaMMF_GCN", dataset="tiny", config_dict={**tiny_config, **override})
+
+
+def test_missing_modality_lists_the_fields(tiny_config):
+    with pytest.raises(ConfigError, match=r"modalities: \['t_feat'\].*tiny.item \(it has \['v_feat', 'a_feat'\]"):
+        Config(model="MetaMMF_MF", dataset="tiny", config_dict={**tiny_config, "modalities": ["v_feat", "t_feat"]})
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ConfigError, match="MetaMMF_GCN"):
+        get_model("MetaMMF_GNC")
+
+
+def test_command_line_values_are_literals_not_code():
+    assert parse_value("[128,64,32]") == [128, 64, 32]
+    assert parse_value("False") is False and parse_value("false") is False
+    assert parse_value("1e-6") == 1e-6
+    assert parse_value("uniform") == "uniform"
+    payload = "__import__('os').getcwd()"
+    assert parse_value(payload) == payload
