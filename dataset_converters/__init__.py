@@ -1,0 +1,15 @@
+r"""Converters from the multimodal-recommendation releases people download to RecBole atomic files.
+
+``python -m dataset_converters --format {mmgcn,metammf,mmssl,mmrec} --src DIR --dst DIR --name NAME``
+writes ``DST/NAME/NAME.inter`` (or ``NAME.train.inter`` / ``NAME.valid.inter`` / ``NAME.test.inter``
+for a fixed split), ``DST/NAME/NAME.item`` (one ``float_seq`` field per modality: ``v_feat``,
+``a_feat``, ``t_feat``) and ``DST/NAME/NAME.yaml`` (the dataset config).
+
+``python -m dataset_converters.synthetic`` generates data of the paper's shapes in the MMGCN format.
+"""
+
+from dataset_converters.atomic import ConversionError, convert
+
+FORMATS = ("mmgcn", "metammf", "mmssl", "mmrec")
+
+__all__ = ["ConversionError", "FORMATS", "convert"]

@@ -1,0 +1,87 @@
+r"""``python -m dataset_converters --format {mmgcn,metammf,mmssl,mmrec} --src DIR --dst DIR --name NAME``.
+
+Exit codes: 0 written; 2 the input (or an option) is wrong — the message names the file, the row or
+field and what was expected, and nothing is left in DST.
+"""
+
+import argparse
+import logging
+import sys
+
+from dataset_converters import FORMATS, atomic
+from dataset_converters.atomic import ConversionError, convert
+
+# RecBole's log line: "Wed 01 Jan 2020 12:00:00 INFO  message"
+LOG_FORMAT = "%(asctime)-15s %(levelname)s  %(message)s"
+LOG_DATEFMT = "%a %d %b %Y %H:%M:%S"
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m dataset_converters",
+        description="Convert a multimodal recommendation release to RecBole atomic files "
+        "(DST/NAME/NAME[.train|.valid|.test].inter, NAME.item with v_feat/a_feat/t_feat, NAME.yaml).",
+    )
+    p.add_argument("--format", required=True, choices=FORMATS, help="the release's layout (see NOTES §4)")
+    p.add_argument("--src", required=True, help="folder holding the release's files")
+    p.add_argument("--dst", required=True, help="folder to write NAME/ into (e.g. dataset)")
+    p.add_argument("--name", required=True, help="dataset name: RecBole's --dataset")
+    p.add_argument(
+        "--modality-files",
+        metavar="v=FILE,a=FILE,t=FILE",
+        help="modality feature files (relative to SRC), overriding the format's usual names; 'none' drops one",
+    )
+    p.add_argument(
+        "--item-offset",
+        default="auto",
+        metavar="auto|N",
+        help="subtract N from item ids (mmgcn/metammf; auto: the user count when every item id is >= it)",
+    )
+    p.add_argument(
+        "--resplit",
+        metavar="TRAIN,VALID,TEST",
+        help="merge a fixed split into NAME.inter and let RecBole split at random with these ratios",
+    )
+    p.add_argument(
+        "--precision",
+        type=int,
+        metavar="N",
+        help="significant digits of feature values (default: the shortest that reads back to the same value)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT
+    )
+    if args.quiet:
+        atomic.PROGRESS = False
+    item_offset = args.item_offset
+    if item_offset != "auto":
+        try:
+            item_offset = int(item_offset)
+        except ValueError:
+            print(f"error: --item-offset: '{item_offset}'; expected auto or a non-negative integer", file=sys.stderr)
+            return 2
+    try:
+        convert(
+            args.format,
+            args.src,
+            args.dst,
+            args.name,
+            modality_files=args.modality_files,
+            item_offset=item_offset,
+            resplit=args.resplit,
+            precision=args.precision,
+        )
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
