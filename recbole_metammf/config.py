@@ -109,6 +109,9 @@ class Config(RecBoleConfig):
         load_col["item"] = item_columns
         self.final_config_dict["load_col"] = load_col
         self._check_modalities_in_item_file()
+        if self.final_config_dict.get("normalize_modalities") and not self.final_config_dict.get("normalize_field"):
+            # RecBole's min-max normalisation of each field; only the multimodal models load these fields
+            self.final_config_dict["normalize_field"] = list(self.final_config_dict["modalities"])
 
     def _check_modalities_in_item_file(self):
         r"""Refuse modalities that the dataset's ``.item`` header does not declare as ``float_seq``."""

@@ -77,7 +77,7 @@ def test_one_modality_dataset(in_tmp_cwd, tiny_config):
 
 
 def test_features_are_aligned_buffers(tiny_config):
-    _, model, train_data, _, _ = build("MetaMMF_MF", tiny_config)
+    _, model, train_data, _, _ = build("MetaMMF_MF", {**tiny_config, "normalize_modalities": False})
     _, _, blocks = write_tiny_dataset(tiny_config["data_path"])
     dataset = train_data._dataset
     assert model.item_features.shape == (dataset.item_num, 14)
@@ -198,3 +198,13 @@ def test_command_line_values_are_literals_not_code():
     assert parse_value("uniform") == "uniform"
     payload = "__import__('os').getcwd()"
     assert parse_value(payload) == payload
+
+
+def test_modalities_are_min_max_normalised_by_default(tiny_config):
+    config, model, _, _, _ = build("MetaMMF_MF", tiny_config)
+    assert config["normalize_field"] == ["v_feat", "a_feat"]
+    features = model.item_features[1:]  # row 0 is padding
+    for start, dim in [(0, 8), (8, 6)]:
+        block = features[:, start : start + dim]
+        assert block.min().item() == pytest.approx(0.0, abs=1e-6)
+        assert block.max().item() == pytest.approx(1.0, abs=1e-6)
