@@ -8,12 +8,15 @@ from setuptools import find_packages, setup
 INSTALL_REQUIRES = [
     "torch==2.13.0",  # CPU wheel on these machines; GPU users install the CUDA build of 2.13.0 first
     "recbole==1.2.1",  # data pipeline, trainer, BPR sampler, full-ranking evaluator, model zoo
-    "torch-geometric==2.8.1",  # SAGEConv, the mean-aggregation graph convolution of MetaMMF_GCN
+    "torch-geometric==2.8.1",  # SAGEConv (MetaMMF_GCN and the *Fusion_GCN baselines), segment softmax (GRCN)
     "ray[tune]==2.6.3",  # recbole 1.2.1 requires ray<=2.6.3; Ray Tune runs the sweeps
     "numpy==1.26.4",  # ray 2.6.3 uses numpy.bool8, gone in numpy 2
     "scipy==1.11.4",  # scipy>=1.12 removed dok_matrix._update, which RecBole's LightGCN/NGCF use
     "pandas==2.2.3",  # pandas>=2.3 breaks RecBole's fillna(inplace=True)
     "pyarrow==14.0.2",  # newer pyarrow needs numpy 2 (Ray Tune trials import it)
+    "scikit-learn==1.9.1",  # t-SNE and silhouette of the analysis plots (recbole brings it unpinned)
+    "tqdm==4.70.1",  # progress bars of the converters and the benchmark (recbole brings it unpinned)
+    "matplotlib==3.11.2",  # run_benchmark.py plots (Fig. 4-6); tested with numpy 1.26.4; needs Python>=3.11
     "setuptools>=77.0.3,<81",  # ray 2.6.3 imports pkg_resources; torch 2.13 needs >=77.0.3
 ]
 
@@ -24,7 +27,7 @@ setup(
     version="0.1.0",
     description="MetaMMF: dynamic multimodal fusion via meta-learning, as a RecBole plugin",
     packages=find_packages(include=["recbole_metammf", "recbole_metammf.*", "dataset_converters", "dataset_converters.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
 )

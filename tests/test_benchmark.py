@@ -1,0 +1,221 @@
+"""Issue 4: run_benchmark.py — side-by-side runs, the Table 2 summary with the paired t-test, resume,
+presets (the paper's analyses), plots, and the data-free parameter count of Table 4."""
+
+import csv
+import json
+import math
+import os
+import runpy
+
+import pytest
+import yaml
+from scipy import stats
+
+import recbole_metammf.quick_start as quick_start
+from recbole_metammf import analysis, benchmark
+from recbole_metammf.utils import REPO_ROOT, ConfigError
+
+SCRIPT = os.path.join(REPO_ROOT, "run_benchmark.py")
+MODELS = ["BPR", "MetaMMF_MF", "MetaMMF_GCN"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def cli():
+    return runpy.run_path(SCRIPT)["main"]  # the script's main(argv), without running it as __main__
+
+
+@pytest.fixture
+def tiny_yaml(tiny_config, in_tmp_cwd):
+    """The tiny dataset's settings as a config file for every run (the runner sets seed and checkpoints)."""
+    settings = {k: v for k, v in tiny_config.items() if k not in ("dataset", "seed", "checkpoint_dir", "epochs")}
+    path = in_tmp_cwd / "tiny.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return str(path)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG, path
+
+
+def test_three_models_two_seeds_table_resume_and_plots(tiny_yaml, in_tmp_cwd, monkeypatch):
+    out = in_tmp_cwd / "bench"
+    argv = ["--dataset=tiny", f"--models={','.join(MODELS)}", "--seeds=2", f"--output={out}",
+            f"--config_files={tiny_yaml}", "--epochs=1", "--no-progress"]
+    result = cli()(argv + ["--plot-tsne", "--tsne-users=6"])
+    assert not result["failures"]
+
+    # one plain JSON per model x seed, with what the issue asks for
+    run_files = sorted(os.listdir(out / "runs"))
+    assert len(run_files) == 6
+    records = {}
+    for name in run_files:
+        with open(out / "runs" / name) as f:
+            record = json.load(f)
+        records[(record["label"], record["seed"])] = record
+        assert name == f"{record['label']}__seed{record['seed']}__{record['run_id'].rsplit('__', 1)[1]}.json"
+        assert record["config_dict"]["seed"] == record["seed"] and record["config"]["reproducibility"] is True
+        assert record["config"]["embedding_size"] == (64 if record["model"] == "BPR" else 32)
+        assert len(record["valid_curve"]) == 1 and record["epochs"] == 1 and record["epochs_to_best"] == 1
+        assert record["train_seconds_per_epoch"] > 0 and record["n_parameters"] > 0
+        assert set(benchmark.METRICS) <= set(record["test_result"])
+        assert os.path.isfile(out / record["checkpoint"])
+    assert set(records) == {(m, s) for m in MODELS for s in (2020, 2021)}
+    assert records[("MetaMMF_MF", 2020)]["fusion_tower_parameters"]["meta_learner"] == 16 * (14 + 32 + 5)
+    assert records[("BPR", 2020)]["fusion_tower_parameters"] is None
+    # different seeds are different runs of the same settings
+    assert records[("BPR", 2020)]["run_id"].rsplit("__", 1)[1] == records[("BPR", 2021)]["run_id"].rsplit("__", 1)[1]
+
+    # the summary: one row per metric, a column per model, improvement and the paired t-test's p-value
+    rows = read_csv(out / "summary.csv")
+    assert [row["metric"] for row in rows] == benchmark.METRICS
+    assert {"improvement_pct", "p_value", "best_metammf", "strongest_other"} <= set(rows[0])
+    for row in rows:
+        metric = row["metric"]
+        assert row["strongest_other"] == "BPR" and row["best_metammf"] in ("MetaMMF_MF", "MetaMMF_GCN")
+        assert row["paired_seeds"] == "2"
+        best = [records[(row["best_metammf"], s)]["test_result"][metric] for s in (2020, 2021)]
+        other = [records[("BPR", s)]["test_result"][metric] for s in (2020, 2021)]
+        expected = stats.ttest_rel(best, other).pvalue
+        p_value = float(row["p_value"])
+        assert (math.isnan(p_value) and math.isnan(expected)) or p_value == pytest.approx(expected)
+        assert float(row["improvement_pct"]) == pytest.approx((sum(best) - sum(other)) / sum(other) * 100)
+        for model in MODELS:
+            values = [records[(model, s)]["test_result"][metric] for s in (2020, 2021)]
+            assert float(row[f"{model} mean"]) == pytest.approx(sum(values) / 2)
+    summary = (out / "summary.md").read_text()
+    header = next(line for line in summary.splitlines() if line.startswith("| metric"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "metric", *MODELS, "best MetaMMF", "strongest other", "improv. (%)", "p-value"
+    ]
+    table_rows = [line for line in summary.splitlines() if line.startswith("| ") and "@" in line.split("|")[1]]
+    assert [line.split("|")[1].strip() for line in table_rows] == [
+        "P@10", "R@10", "Hit@10", "NDCG@10", "P@20", "R@20", "Hit@20", "NDCG@20"
+    ]
+    assert len(read_csv(out / "runs.csv")) == 6
+    assert [row["label"] for row in read_csv(out / "efficiency.csv")] == MODELS
+
+    # the plots, next to the tables
+    assert_png(out / "valid_curves.png")
+    assert_png(out / "tsne.png")
+    with open(out / "tsne.json") as f:
+        tsne = json.load(f)
+    assert set(tsne) == set(MODELS)
+    for entry in tsne.values():
+        assert len(entry["users"]) == 6 and entry["n_points"] == 6 * 3  # each tiny user has 2 test items
+        assert -1 <= entry["silhouette_tsne"] <= 1
+
+    # repeated: nothing is trained again, the run files are untouched
+    mtimes = {name: os.stat(out / "runs" / name).st_mtime_ns for name in run_files}
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(quick_start, "objective_function", no_training)
+    again = cli()(argv)
+    assert not again["failures"] and len(again["records"]) == 6
+    assert {name: os.stat(out / "runs" / name).st_mtime_ns for name in run_files} == mtimes
+    assert read_csv(out / "summary.csv") == rows
+
+
+def test_preset_variants_efficiency_and_parameter_counts(tiny_yaml, in_tmp_cwd):
+    preset = in_tmp_cwd / "mine.yaml"
+    preset.write_text(yaml.safe_dump({
+        "title": "CP against the full tensor",
+        "models": ["MetaMMF_MF"],
+        "variants": {"cp_rank=0": {"cp_rank": 0}, "cp_rank=8": {"cp_rank": 8}},
+        "plot_against": "cp_rank",
+        "movielens_meta_parameters": {"ranks": [0, 16]},
+    }))
+    out = in_tmp_cwd / "cp"
+    result = cli()([f"--preset={preset}", "--dataset=tiny", "--seeds=2020,", f"--output={out}",
+                    f"--config_files={tiny_yaml}", "--epochs=1", "--no-progress"])
+    assert not result["failures"]
+    labels = [row["label"] for row in read_csv(out / "summary.csv")]
+    assert labels == ["MetaMMF_MF[cp_rank=0]", "MetaMMF_MF[cp_rank=8]"]
+    efficiency = {row["label"]: row for row in read_csv(out / "efficiency.csv")}
+    assert int(efficiency["MetaMMF_MF[cp_rank=0]"]["fusion_meta_learner"]) == 14 * 32 * 5
+    assert int(efficiency["MetaMMF_MF[cp_rank=8]"]["fusion_meta_learner"]) == 8 * (14 + 32 + 5)
+    assert all(float(row["seconds_per_epoch_mean"]) > 0 and row["epochs_to_best_mean"] == "1.0" for row in efficiency.values())
+    full = int(efficiency["MetaMMF_MF[cp_rank=0]"]["n_parameters"])
+    assert full - int(efficiency["MetaMMF_MF[cp_rank=8]"]["n_parameters"]) == 14 * 32 * 5 - 8 * 51
+    summary = (out / "summary.md").read_text()
+    assert "MovieLens tower" in summary and "| CP, R = 16 | 94,592 | 0.63% |" in summary
+    assert_png(out / "cp_rank.png")
+    assert_png(out / "valid_curves.png")
+
+
+def test_movielens_tower_cp_cuts_the_meta_learner_to_about_one_percent():
+    rows = {row["cp_rank"]: row for row in analysis.movielens_meta_parameters([0, 8, 16, 32])}
+    widths = [2276, 1024, 512, 256, 32]
+    pairs = list(zip(widths, widths[1:]))
+    assert rows[0]["meta_learner"] == 5 * sum(i * o for i, o in pairs)
+    assert rows[16]["meta_learner"] == 16 * sum(i + o + 5 for i, o in pairs)
+    assert rows[0]["static"] == rows[16]["static"] == sum(i * o for i, o in pairs)
+    assert 0.003 < rows[16]["meta_learner_vs_full"] < 0.013 and rows[32]["meta_learner_vs_full"] < 0.013
+
+
+@pytest.mark.parametrize("name", ["depth", "cp", "static", "rank"])
+def test_shipped_presets_build_valid_runs(name, tiny_yaml):
+    preset = benchmark.load_preset(name)
+    runs = benchmark.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset)
+    assert len(runs) == len(preset["models"]) * len(preset["variants"])
+    assert len({run.run_id for run in runs}) == len(runs)
+    assert all(run.label == f"{run.model}[{run.variant}]" for run in runs)
+    benchmark.check_runs(runs)  # every variant is a valid config (the models' own checks)
+
+
+def test_run_identity_and_harmonisation(tiny_yaml):
+    base = benchmark.build_runs("tiny", ["BPR", "MetaMMF_GCN"], [1, 2], {"epochs": 1}, [tiny_yaml])
+    assert [(r.label, r.seed) for r in base] == [("BPR", 1), ("MetaMMF_GCN", 1), ("BPR", 2), ("MetaMMF_GCN", 2)]
+    bpr, metammf = base[0].config_dict, base[1].config_dict
+    assert bpr["embedding_size"] == 64
+    assert metammf["embedding_size"] + metammf["fusion_layers"][-1] == 64
+    assert bpr["train_neg_sample_args"] == metammf["train_neg_sample_args"]
+    same = benchmark.build_runs("tiny", ["BPR"], [1], {"epochs": 1}, [tiny_yaml])[0]
+    changed = benchmark.build_runs("tiny", ["BPR"], [1], {"epochs": 2}, [tiny_yaml])[0]
+    assert same.run_id == base[0].run_id and changed.run_id != base[0].run_id
+    with pytest.raises(ConfigError, match="seed"):
+        benchmark.build_runs("tiny", ["BPR"], [1], {"seed": 3})
+    with pytest.raises(ConfigError, match="close matches"):
+        benchmark.build_runs("tiny", ["LightGCNN"], [1])
+    with pytest.raises(ConfigError, match="preset"):
+        benchmark.load_preset("nonexistent")
+    assert benchmark.parse_seeds("3") == [2020, 2021, 2022] and benchmark.parse_seeds("7,") == [7]
+
+
+def test_p_value_needs_two_seeds_and_failed_runs_are_retried(tiny_yaml, in_tmp_cwd, monkeypatch):
+    def fake(config_dict=None, config_file_list=None, saved=True):
+        if config_dict["model"] == "LightGCN" and not os.environ.get("LIGHTGCN_WORKS"):
+            raise RuntimeError("boom")
+        score = 0.1 if config_dict["model"] == "LightGCN" else 0.2
+        metrics = {m: score for m in benchmark.METRICS}
+        return {"best_valid_score": score, "best_valid_result": metrics, "test_result": metrics, "epochs": 1,
+                "train_seconds_per_epoch": 0.5, "valid_history": [(0, metrics)], "n_parameters": 7, "checkpoint": None}
+
+    monkeypatch.setattr(quick_start, "objective_function", fake)
+    out = in_tmp_cwd / "fake"
+    argv = ["--dataset=tiny", "--models=LightGCN,MetaMMF_MF", "--seeds=1", f"--output={out}",
+            f"--config_files={tiny_yaml}", "--no-progress"]
+    with pytest.raises(SystemExit, match="1 run"):
+        cli()(argv)
+    assert len(os.listdir(out / "runs")) == 1 and len(os.listdir(out / "failed")) == 1
+    monkeypatch.setenv("LIGHTGCN_WORKS", "1")
+    result = cli()(argv)
+    assert not result["failures"] and len(os.listdir(out / "runs")) == 2 and not os.listdir(out / "failed")
+    row = read_csv(out / "summary.csv")[0]
+    assert row["p_value"] == "nan" and row["paired_seeds"] == "1"  # one seed: no t-test
+    assert float(row["improvement_pct"]) == pytest.approx(100.0)
+    assert "| — |" in (out / "summary.md").read_text()
+
+
+def test_cli_refuses_what_is_not_a_setting(tiny_yaml, in_tmp_cwd):
+    with pytest.raises(SystemExit):
+        cli()(["--output=x", "--models=BPR", "stray"])
+    with pytest.raises(SystemExit, match="seed"):
+        cli()(["--output=x", "--dataset=tiny", "--models=BPR", "--seed=3", f"--config_files={tiny_yaml}"])
