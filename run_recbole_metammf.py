@@ -3,25 +3,70 @@ r"""Train and test a model on a dataset: the plugin's MetaMMF models or any RecB
     python run_recbole_metammf.py --model=MetaMMF_GCN --dataset=tiktok [--config_files="a.yaml b.yaml"] [--key=value ...]
 
 Any RecBole or model key can be given as --key=value (e.g. --epochs=5 --cp_rank=8 "--fusion_layers=[128,64,32]").
+
+Continue a run that was stopped or killed (its settings come from the checkpoint; --key=value overrides them):
+
+    python run_recbole_metammf.py --resume=saved/MetaMMF_GCN-<time>-last.pth [--epochs=500]
+
+Print each user's top-K items, by original token, leaving out the items the user has in training:
+
+    python run_recbole_metammf.py --recommend --checkpoint=saved/MetaMMF_GCN-<time>.pth --users=12,345 --topk=20
 """
 
 import argparse
 import sys
 
 from recbole_metammf.quick_start import run_recbole_metammf
+from recbole_metammf.recommend import recommend
+from recbole_metammf.trainer import CheckpointError, NonFiniteLossError
 from recbole_metammf.utils import ConfigError
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "-m", default="MetaMMF_GCN", help="model name (default: MetaMMF_GCN)")
-    parser.add_argument("--dataset", "-d", default="tiktok", help="dataset name (default: tiktok)")
+def parse_own_options(argv):
+    r"""The options this script reads, and the other arguments. Only the others are left in
+    ``sys.argv`` for RecBole's Config, which reads every ``--key=value`` there (in recommend mode,
+    ``--topk=20`` would otherwise change the evaluation cut-offs and ``--users`` become a config key)."""
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        add_help="--recommend" not in argv,  # `--recommend --help` shows the recommend options
+    )
+    parser.add_argument("--model", "-m", default=None, help="model name (or `model:` in a config file)")
+    parser.add_argument("--dataset", "-d", default=None, help="dataset name (or `dataset:` in a config file)")
     parser.add_argument("--config_files", default=None, help="config files, separated by spaces or commas")
-    args, _ = parser.parse_known_args()  # the remaining --key=value pairs are read by the Config
+    parser.add_argument("--resume", default=None, metavar="PATH", help="continue training from this checkpoint")
+    parser.add_argument("--recommend", action="store_true", help="print top-K items (see --recommend --help)")
+    args, rest = parser.parse_known_args(argv)
+    if args.recommend:  # its options only in this mode: when training, --topk=[10,20] is RecBole's key
+        recommend = argparse.ArgumentParser(prog=f"{parser.prog} --recommend", allow_abbrev=False)
+        recommend.add_argument("--checkpoint", required=True, metavar="PATH", help="the trained model")
+        recommend.add_argument("--users", required=True, help="user tokens, separated by commas")
+        recommend.add_argument("--topk", type=int, default=20, help="items per user (default: 20)")
+        recommend_args, rest = recommend.parse_known_args(rest)
+        vars(args).update(vars(recommend_args))
+    return args, rest
+
+
+def print_recommendations(args):
+    users = [user for user in args.users.split(",") if user]
+    for user, items in recommend(args.checkpoint, users, topk=args.topk).items():
+        print(f"{user}\t{' '.join(items)}")
+
+
+def main():
+    args, rest = parse_own_options(sys.argv[1:])
+    sys.argv = sys.argv[:1] + rest
     config_files = args.config_files.replace(",", " ").split() if args.config_files else None
     try:
-        run_recbole_metammf(model=args.model, dataset=args.dataset, config_file_list=config_files)
-    except ConfigError as error:
+        if args.recommend:
+            print_recommendations(args)
+        elif args.resume:
+            run_recbole_metammf(args.model, args.dataset, config_files, resume=args.resume)
+        else:
+            # model and dataset may also come from a config file (e.g. a sweep's best_config.yaml)
+            run_recbole_metammf(model=args.model, dataset=args.dataset, config_file_list=config_files)
+    except (ConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError) as error:  # the user can fix these
         sys.exit(f"error: {error}")
 
 

@@ -62,9 +62,9 @@ class Config(RecBoleConfig):
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None and "model" not in self.external_config_dict:
-            raise KeyError("model: not given; pass --model=NAME, a config file or config dict with 'model'")
+            raise ConfigError("model: not given; pass --model=NAME, a config file or config dict with 'model'")
         if dataset is None and "dataset" not in self.external_config_dict:
-            raise KeyError("dataset: not given; pass --dataset=NAME, a config file or config dict with 'dataset'")
+            raise ConfigError("dataset: not given; pass --dataset=NAME, a config file or config dict with 'dataset'")
         model = model if model is not None else self.external_config_dict["model"]
         dataset = dataset if dataset is not None else self.external_config_dict["dataset"]
         if isinstance(model, str):

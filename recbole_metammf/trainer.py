@@ -1,18 +1,132 @@
-r"""Safe, atomic checkpoints for RecBole's trainers, and per-epoch timing.
+r"""Safe, atomic checkpoints for RecBole's trainers, exact resume, a finite-loss check, per-epoch timing.
 
 RecBole 1.2.1 pickles its whole ``Config`` object into each checkpoint and reloads it with a plain
 ``torch.load``; since torch 2.6 that load defaults to ``weights_only=True`` and fails. Here a
 checkpoint holds only tensors and plain Python values, is written to a temporary file and renamed
 (a killed run leaves its last good checkpoint), and is always read with ``weights_only=True``.
+
+RecBole saves only when the validation score improves, so a run killed later would lose the epochs
+after its best one. Besides that best checkpoint (``<name>.pth``, used for testing), the trainer
+keeps ``<name>-last.pth``: the state after the last finished epoch, with the early-stopping counter,
+the optimizer and every random generator, so that resuming from it continues the run exactly.
 """
 
 import os
+import pickle
+import random
 import time
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from recbole.utils import set_color
 
 from recbole_metammf.utils import to_plain
+
+LAST_SUFFIX = "-last.pth"
+
+
+class CheckpointError(ValueError):
+    r"""A file that is not a checkpoint of this package (e.g. RecBole's own, which pickles its Config)."""
+
+
+class NonFiniteLossError(ValueError):
+    r"""The training loss became NaN or infinite; the message names the epoch and the batch."""
+
+
+def last_checkpoint_path(best_path):
+    r"""Where the per-epoch "last" checkpoint of the run whose best checkpoint is ``best_path`` goes."""
+    root, _ = os.path.splitext(str(best_path))
+    return root + LAST_SUFFIX
+
+
+def rng_state(train_data=None):
+    r"""Every random generator a training epoch draws from, as plain data and tensors:
+    Python's and NumPy's global generators (RecBole's negative sampler uses ``np.random``), torch's
+    (dropout, initialisation), CUDA's, and the training loader's own shuffling generator."""
+    numpy_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *(to_plain(v) for v in numpy_state[2:])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    generator = getattr(train_data, "generator", None)
+    if generator is not None:
+        state["dataloader"] = generator.get_state()
+    return state
+
+
+def set_rng_state(state, train_data=None):
+    r"""Restore what :func:`rng_state` recorded."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    # states are CPU byte tensors; a checkpoint loaded with map_location="cuda" moved them
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    generator = getattr(train_data, "generator", None)
+    if generator is not None and "dataloader" in state:
+        generator.set_state(state["dataloader"].cpu())
+
+
+def _plain_other(value):
+    r"""One of a model's ``other_parameter()`` values as data the safe loader reads: numpy arrays and
+    scipy sparse matrices (ItemKNN, EASE, ...) become tagged tensors."""
+    if value is None or isinstance(value, (torch.Tensor, bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return {"__numpy__": torch.from_numpy(np.ascontiguousarray(value))}  # object arrays raise TypeError
+    if sp.issparse(value):
+        coo = value.tocoo()
+        return {
+            "__scipy__": value.format,
+            "row": torch.from_numpy(coo.row.astype(np.int64)),
+            "col": torch.from_numpy(coo.col.astype(np.int64)),
+            "data": torch.from_numpy(coo.data),
+            "shape": list(coo.shape),
+        }
+    if isinstance(value, dict):
+        return {key: _plain_other(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_other(item) for item in value]
+    raise TypeError(type(value).__name__)
+
+
+def _restore_other(value):
+    if isinstance(value, dict) and "__numpy__" in value:
+        return value["__numpy__"].cpu().numpy()
+    if isinstance(value, dict) and "__scipy__" in value:
+        coo = sp.coo_matrix((value["data"].cpu().numpy(), (value["row"].cpu().numpy(), value["col"].cpu().numpy())), shape=value["shape"])
+        return coo.asformat(value["__scipy__"])
+    if isinstance(value, dict):
+        return {key: _restore_other(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_other(item) for item in value]
+    return value
+
+
+def model_state(model):
+    r"""What a checkpoint keeps of ``model``: its state dict and its ``other_parameter()`` values (caches
+    and non-trainable matrices of RecBole's models), leaving out those that are not data (submodules,
+    object arrays), which the model's constructor rebuilds."""
+    other = {}
+    for key, value in (model.other_parameter() or {}).items():
+        try:
+            other[key] = _plain_other(value)
+        except TypeError:
+            pass
+    return {"state_dict": model.state_dict(), "other_parameter": other}
+
+
+def restore_model(model, checkpoint):
+    r"""Load what :func:`model_state` saved into ``model``."""
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(_restore_other(checkpoint.get("other_parameter")) or None)
 
 
 def save_checkpoint(state, path):
@@ -30,7 +144,14 @@ def save_checkpoint(state, path):
 
 def load_checkpoint(path, map_location="cpu"):
     r"""Read a checkpoint with the safe loader (no arbitrary unpickling)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        # RecBole's own checkpoints pickle its Config: say so instead of torch's long hint to unpickle anyway
+        raise CheckpointError(
+            f"{path} is not a checkpoint of recbole-metammf (it does not load with weights_only=True; "
+            f"RecBole's own checkpoints pickle their Config object): {str(error).splitlines()[0]}"
+        ) from None
 
 
 def checkpoint_config(config):
@@ -51,36 +172,93 @@ class SafeCheckpointMixin:
         super().__init__(config, model)
         self.epoch_train_seconds = []  # wall time of each training epoch
         self.valid_history = []  # (epoch, valid result) of each evaluation during fit
+        self.last_checkpoint_file = last_checkpoint_path(self.saved_model_file)
+        self._save_last = False  # set by fit(saved=...)
+        self._resumed = False
+        self._pending_rng = None  # the resumed run's generators, restored when its first epoch starts
+        self._epoch, self._batch = None, -1  # where training is, for the finite-loss check
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, *args, **kwargs):
+        if self._resumed and (self.start_epoch >= self.epochs or self.cur_step > self.stopping_step):
+            # RecBole would overwrite the best checkpoint with the current model here; keep it instead
+            self.logger.info(
+                set_color("Nothing left to train", "yellow")
+                + f": the resumed run had stopped after epoch {self.start_epoch - 1} (epochs={self.epochs}, "
+                f"{self.cur_step} evaluations without gain, stopping_step={self.stopping_step})"
+            )
+            return self.best_valid_score, self.best_valid_result
+        self._save_last = saved
+        result = super().fit(train_data, valid_data, verbose, saved, *args, **kwargs)
+        if saved and self._epoch is not None:
+            self._save_last_checkpoint(self._epoch, train_data, verbose)  # the state the run ended in
+        return result
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng, train_data)
+            self._pending_rng = None
+        elif self._save_last and self._epoch is not None:
+            # the previous epoch, its evaluation and early-stopping update are complete: that is the state to resume from
+            self._save_last_checkpoint(self._epoch, train_data, verbose=False)
+        self._epoch, self._batch = epoch_idx, -1
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
         self.epoch_train_seconds.append(time.perf_counter() - start)
         return loss
+
+    def _check_nan(self, loss):
+        # RecBole calls this once per batch, after the loss and before backward(), whatever the trainer
+        self._batch += 1
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"training loss is {loss.detach().flatten()[0].item()} at epoch {self._epoch}, batch {self._batch} "
+                "(0-based, as in the log); training stopped. Try a lower learning_rate, a smaller reg_weight, "
+                "or check the item features"
+            )
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
         self.valid_history.append((len(self.epoch_train_seconds) + self.start_epoch - 1, dict(valid_result)))
         return valid_score, valid_result
 
-    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
-            return
-        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
-        state = {
+    def _checkpoint_state(self, epoch):
+        return {
             "config": checkpoint_config(self.config),
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": to_plain(self.best_valid_score),
-            "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            **model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
         }
-        save_checkpoint(state, saved_model_file)
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        save_checkpoint(self._checkpoint_state(epoch), saved_model_file)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
+    def _save_last_checkpoint(self, epoch, train_data, verbose=True):
+        r"""The complete training state after ``epoch``: a best checkpoint plus what exact resume needs."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        state = self._checkpoint_state(epoch)
+        state.update(
+            {
+                "last": True,
+                "best_checkpoint": os.path.basename(self.saved_model_file),  # its sibling, wherever the folder moves
+                "best_valid_result": to_plain(self.best_valid_result),
+                "rng": rng_state(train_data),
+            }
+        )
+        save_checkpoint(state, self.last_checkpoint_file)
+        if verbose:
+            self.logger.info(set_color("Saving last", "blue") + f": {self.last_checkpoint_file}")
+
     def resume_checkpoint(self, resume_file):
+        r"""Continue training from ``resume_file``: exactly from a ``-last.pth`` checkpoint, or, from a
+        best checkpoint, RecBole's way (its epoch and early-stopping counter, fresh random generators)."""
         resume_file = str(resume_file)
         checkpoint = load_checkpoint(resume_file, self.device)
         if checkpoint["config"]["model"].lower() != self.config["model"].lower():
@@ -88,13 +266,25 @@ class SafeCheckpointMixin:
                 f"The checkpoint {resume_file} was written by model {checkpoint['config']['model']}, "
                 f"not {self.config['model']}; loading its parameters may fail."
             )
-        self.saved_model_file = resume_file
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        restore_model(self.model, checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if checkpoint.get("last"):
+            self.saved_model_file = os.path.join(os.path.dirname(resume_file), checkpoint["best_checkpoint"])
+            self.last_checkpoint_file = resume_file
+            self.best_valid_result = checkpoint["best_valid_result"]
+            self._pending_rng = checkpoint["rng"]
+        else:
+            self.saved_model_file = resume_file
+            self.last_checkpoint_file = last_checkpoint_path(resume_file)
+            self.logger.warning(
+                f"{resume_file} is a best-model checkpoint: training goes on from the epoch after it with fresh "
+                f"random generators, so the epochs trained after it are redone differently; resume from "
+                f"{self.last_checkpoint_file} (written every epoch) to continue a run exactly"
+            )
+        self._resumed = True
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()
@@ -102,7 +292,6 @@ class SafeCheckpointMixin:
         if eval_data and load_best_model:
             checkpoint_file = model_file or self.saved_model_file
             checkpoint = load_checkpoint(checkpoint_file, self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            restore_model(self.model, checkpoint)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)

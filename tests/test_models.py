@@ -77,7 +77,7 @@ def test_one_modality_dataset(in_tmp_cwd, tiny_config):
 
 
 def test_features_are_aligned_buffers(tiny_config):
-    _, model, train_data, _, _ = build("MetaMMF_MF", {**tiny_config, "normalize_modalities": False})
+    _, model, train_data, _, _ = build("MetaMMF_GCN", {**tiny_config, "normalize_modalities": False})
     _, _, blocks = write_tiny_dataset(tiny_config["data_path"])
     dataset = train_data._dataset
     assert model.item_features.shape == (dataset.item_num, 14)
@@ -158,7 +158,9 @@ def test_cli_overrides_and_config_files(in_tmp_cwd):
 
 
 def test_cli_reports_a_bad_value_without_traceback(in_tmp_cwd):
-    command = [sys.executable, os.path.join(REPO_ROOT, "run_recbole_metammf.py"), "--model=MetaMMF_MF", "--d_s=0"]
+    command = [
+        sys.executable, os.path.join(REPO_ROOT, "run_recbole_metammf.py"), "--model=MetaMMF_MF", "--dataset=tiktok", "--d_s=0"
+    ]
     out = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert "d_s: got 0" in out.stderr and "Traceback" not in out.stderr
@@ -200,8 +202,14 @@ def test_command_line_values_are_literals_not_code():
     assert parse_value(payload) == payload
 
 
+def test_cli_needs_a_model_and_a_dataset(in_tmp_cwd):
+    command = [sys.executable, os.path.join(REPO_ROOT, "run_recbole_metammf.py"), "--dataset=tiktok"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "model: not given" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_modalities_are_min_max_normalised_by_default(tiny_config):
-    config, model, _, _, _ = build("MetaMMF_MF", tiny_config)
+    config, model, _, _, _ = build("MetaMMF_GCN", tiny_config)
     assert config["normalize_field"] == ["v_feat", "a_feat"]
     features = model.item_features[1:]  # row 0 is padding
     for start, dim in [(0, 8), (8, 6)]:

@@ -1,0 +1,312 @@
+"""Issue 8: safe checkpoints, kill and resume, determinism, recommend, clear errors for bad configs,
+and the finite-loss / finite-feature checks."""
+
+import argparse
+import glob
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+import recbole_metammf.quick_start as quick_start
+from recbole_metammf.model.general_recommender import MetaMMF_MF
+from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
+from recbole_metammf.recommend import recommend, recommend_topk
+from recbole_metammf.trainer import CheckpointError, NonFiniteLossError, load_checkpoint
+from recbole_metammf.utils import REPO_ROOT, ConfigError, get_model
+
+from conftest import write_tiny_dataset
+
+SCRIPT = os.path.join(REPO_ROOT, "run_recbole_metammf.py")
+PLAIN = (str, int, float, bool, type(None))
+
+
+def run_cli(monkeypatch, *args):
+    """The command line, in this process (cheaper than a subprocess on a loaded machine)."""
+    monkeypatch.setattr(sys, "argv", [SCRIPT, *args])
+    runpy.run_path(SCRIPT, run_name="__main__")
+
+
+def assert_plain(value, where="config"):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str), where
+            assert_plain(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_plain(item, f"{where}[{i}]")
+    else:
+        assert isinstance(value, PLAIN), f"{where} is {type(value).__name__}"
+
+
+def assert_same_weights(path_a, path_b):
+    a, b = load_checkpoint(path_a)["state_dict"], load_checkpoint(path_b)["state_dict"]
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def train_items_by_user(config_dict):
+    """The training pairs, read from the atomic file itself (not through RecBole)."""
+    seen = {}
+    path = os.path.join(config_dict["data_path"], "tiny", "tiny.train.inter")
+    with open(path) as f:
+        next(f)
+        for line in f:
+            user, item = line.split()
+            seen.setdefault(user, set()).add(item)
+    return seen
+
+
+# ---- safe checkpoints -----------------------------------------------------------------------
+
+
+def test_best_and_last_checkpoints_load_with_weights_only(tiny_config):
+    result = run_recbole_metammf("MetaMMF_MF", "tiny", config_dict=tiny_config)
+    for path in [result["checkpoint"], result["last_checkpoint"]]:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)  # the safe loader, nothing allow-listed
+        assert_plain(checkpoint["config"])
+        assert checkpoint["config"]["final"]["modalities"] == ["v_feat", "a_feat"]
+        assert all(isinstance(t, torch.Tensor) for t in checkpoint["state_dict"].values())
+    last = load_checkpoint(result["last_checkpoint"])
+    assert result["last_checkpoint"] == result["checkpoint"][: -len(".pth")] + "-last.pth"
+    assert last["epoch"] == tiny_config["epochs"] - 1 and last["last"] is True
+    assert last["best_checkpoint"] == os.path.basename(result["checkpoint"])
+    assert {"python", "numpy", "torch", "dataloader"} <= set(last["rng"])
+    assert not glob.glob(os.path.join(tiny_config["checkpoint_dir"], "*.tmp-*"))  # atomic writes leave no temp file
+
+
+def test_a_pickled_checkpoint_is_refused_clearly(in_tmp_cwd):
+    path = in_tmp_cwd / "recbole.pth"
+    torch.save({"config": argparse.Namespace(model="BPR"), "state_dict": {}}, path)  # like RecBole's own
+    with pytest.raises(CheckpointError, match="not a checkpoint of recbole-metammf"):
+        load_checkpoint(path)
+
+
+# ---- kill and resume --------------------------------------------------------------------------
+
+KILL_EPOCH = 3
+# The child is the real command line, with one test-only hook: at batch 2 of epoch KILL_EPOCH it writes
+# a marker and sleeps, so the test kills it (SIGKILL) mid-epoch at a known point whatever the machine's load.
+CHILD = """
+import os, runpy, sys, time
+from recbole_metammf.trainer import SafeCheckpointMixin
+check = SafeCheckpointMixin._check_nan
+def check_then_hang(self, loss):
+    check(self, loss)
+    if self._epoch == {epoch} and self._batch == 2:
+        open({marker!r}, "w").close()
+        time.sleep(600)
+SafeCheckpointMixin._check_nan = check_then_hang
+sys.argv = [{script!r}] + {args!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def kill_mid_epoch(tmp, args):
+    marker = str(tmp / "hanging")
+    code = CHILD.format(epoch=KILL_EPOCH, marker=marker, script=SCRIPT, args=args)
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not os.path.exists(marker):
+            assert child.poll() is None, f"the run ended before epoch {KILL_EPOCH}: {child.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "the run did not reach the kill point in 300 s"
+            time.sleep(0.2)
+        child.send_signal(signal.SIGKILL)  # no clean-up, like a lost machine
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tiny_config, in_tmp_cwd, monkeypatch):
+    settings = {**tiny_config, "epochs": 5}
+    uninterrupted = run_recbole_metammf(
+        "MetaMMF_GCN", "tiny", config_dict={**settings, "checkpoint_dir": str(in_tmp_cwd / "uninterrupted")}
+    )
+
+    config_file = in_tmp_cwd / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    kill_mid_epoch(in_tmp_cwd, ["--model=MetaMMF_GCN", "--dataset=tiny", f"--config_files={config_file}"])
+    [last] = glob.glob(os.path.join(settings["checkpoint_dir"], "*-last.pth"))
+    assert load_checkpoint(last)["epoch"] == KILL_EPOCH - 1  # the last finished epoch, intact
+
+    resumed = run_recbole_metammf(resume=last)  # model, dataset and settings from the checkpoint
+    assert resumed["first_epoch"] == KILL_EPOCH and resumed["epochs"] == 5 - KILL_EPOCH
+    assert resumed["test_result"] == uninterrupted["test_result"]
+    assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
+    assert resumed["valid_history"] == uninterrupted["valid_history"][KILL_EPOCH:]
+    assert_same_weights(resumed["checkpoint"], uninterrupted["checkpoint"])
+    assert_same_weights(resumed["last_checkpoint"], uninterrupted["last_checkpoint"])
+
+    # resuming a finished run trains nothing and keeps the best checkpoint (RecBole would overwrite it)
+    before = os.path.getmtime(resumed["checkpoint"])
+    run_cli(monkeypatch, f"--resume={last}")
+    assert os.path.getmtime(resumed["checkpoint"]) == before
+    assert_same_weights(resumed["checkpoint"], uninterrupted["checkpoint"])
+
+
+def test_resume_refuses_another_model(tiny_config, monkeypatch):
+    result = run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, "epochs": 1})
+    with pytest.raises(SystemExit, match="error: model: got 'BPR', but the checkpoint .* was written for 'MetaMMF_MF'"):
+        run_cli(monkeypatch, "--model=BPR", f"--resume={result['last_checkpoint']}")
+
+
+# ---- determinism ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
+def test_same_seed_gives_identical_metrics(model_name, tiny_config, in_tmp_cwd):
+    # one batch of all 540 training pairs: large enough for torch's parallel (atomic) gradient accumulation
+    # on CPU, which made every repeated backward differ in the last bits before reproducibility enabled
+    # torch's deterministic algorithms
+    settings = {**tiny_config, "train_batch_size": 540}
+    runs = [
+        run_recbole_metammf(model_name, "tiny", config_dict={**settings, "checkpoint_dir": str(in_tmp_cwd / f"run{i}")})
+        for i in range(2)
+    ]
+    assert runs[0]["test_result"] == runs[1]["test_result"]
+    assert runs[0]["valid_history"] == runs[1]["valid_history"]
+    assert_same_weights(runs[0]["checkpoint"], runs[1]["checkpoint"])
+
+
+# ---- bad configs, refused before any data is loaded ------------------------------------------
+
+
+@pytest.fixture
+def no_data_loading(monkeypatch):
+    def refuse(config):
+        raise AssertionError("data loaded before the config was checked")
+
+    monkeypatch.setattr(quick_start, "create_dataset", refuse)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"d_s": 0}, r"^d_s: got 0; expected an integer >= 1"),
+        ({"cp_rank": -1}, r"^cp_rank: got -1; expected an integer >= 0 \(0 = full 3-D tensor\)"),
+        ({"modalities": []}, r"^modalities: got \[\]; expected a non-empty list"),
+        ({"modalities": ["v_feat", "x_feat"]}, r"^modalities: \['x_feat'\] not among .*\(it has \['v_feat', 'a_feat'\]\)"),
+        ({"modalities": ["genre"]}, r"^modalities: \['genre'\] not among the float_seq .*\(it has \['v_feat', 'a_feat'\]\)"),
+        ({"fusion_layers": []}, r"^fusion_layers: got \[\]; expected a non-empty list of positive widths"),
+        ({"fusion_layers": [64, -32]}, r"^fusion_layers: got \[64, -32\]; expected a non-empty list of positive widths"),
+    ],
+    ids=["d_s", "cp_rank", "empty-modalities", "absent-modality", "not-float_seq", "empty-layers", "negative-width"],
+)
+def test_bad_config_is_refused_naming_key_value_and_accepted(override, message, tiny_config, no_data_loading):
+    if override.get("modalities") == ["genre"]:  # a real item field, but a token, not a float_seq
+        item_file = os.path.join(tiny_config["data_path"], "tiny", "tiny.item")
+        lines = open(item_file).read().splitlines()
+        lines = [lines[0] + "\tgenre:token"] + [line + "\tdrama" for line in lines[1:]]
+        open(item_file, "w").write("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=message):
+        run_recbole_metammf("MetaMMF_GCN", "tiny", config_dict={**tiny_config, **override})
+
+
+def test_unknown_model_lists_close_matches(tiny_config, no_data_loading):
+    with pytest.raises(ConfigError, match=r"^model: 'MetaMMF_GNC' is neither .*close matches: MetaMMF_GCN"):
+        run_recbole_metammf("MetaMMF_GNC", "tiny", config_dict=tiny_config)
+    with pytest.raises(ConfigError, match="close matches: .*LightGCN"):
+        get_model("LightGNC")
+
+
+def test_cli_names_the_key_without_a_traceback(tiny_config, monkeypatch, capsys):
+    with pytest.raises(SystemExit, match=r"^error: cp_rank: got -1"):
+        run_cli(
+            monkeypatch, "--model=MetaMMF_MF", "--dataset=tiny", f"--data_path={tiny_config['data_path']}",
+            "--modalities=['v_feat']", "--cp_rank=-1",
+        )
+
+
+# ---- training health --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_loss_stops_training_naming_epoch_and_batch(bad, tiny_config, monkeypatch):
+    calls = []
+    calculate_loss = MetaMMF_MF.calculate_loss
+
+    def poisoned(self, interaction):
+        calls.append(1)
+        loss = calculate_loss(self, interaction)
+        return loss * bad if len(calls) == 5 + 3 else loss  # 5 batches an epoch: epoch 1, batch 2
+
+    monkeypatch.setattr(MetaMMF_MF, "calculate_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=rf"^training loss is {bad} at epoch 1, batch 2 "):
+        run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, "epochs": 3})
+    assert len(calls) == 8  # stopped at once
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_non_finite_features_are_refused_at_load(bad, in_tmp_cwd, tiny_config):
+    root, fields, _ = write_tiny_dataset(str(in_tmp_cwd / "broken"))
+    item_file = os.path.join(root, "tiny", "tiny.item")
+    lines = open(item_file).read().splitlines()
+    token, v_feat, a_feat = lines[8].split("\t")
+    lines[8] = "\t".join([token, v_feat, " ".join([bad] + a_feat.split()[1:])])
+    open(item_file, "w").write("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"item field 'a_feat' holds NaN or inf \(item '{token}'"):
+        run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, "data_path": root})
+
+
+# ---- recommend --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_GCN", "LightGCN", "ItemKNN"])
+def test_recommend_returns_k_unseen_items_per_user(model_name, tiny_config):
+    result = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})
+    seen = train_items_by_user(tiny_config)
+    users = sorted(seen, key=int)
+    recommendations = recommend(result["checkpoint"], users, topk=20, with_scores=True)
+    assert list(recommendations) == users
+    for user, ranked in recommendations.items():
+        items = [item for item, _ in ranked]
+        scores = [score for _, score in ranked]
+        assert len(items) == 20 == len(set(items))
+        assert not set(items) & seen[user]
+        assert set(items) <= {str(i) for i in range(90)}
+        assert scores == sorted(scores, reverse=True)
+
+    # the scores are the model's own full ranking over the unseen items
+    config, model, _, train_data, _, _ = load_data_and_model(result["checkpoint"])
+    dataset = train_data.dataset
+    uid = dataset.token2id(dataset.uid_field, users[3])
+    with torch.no_grad():
+        model.eval()
+        scores = model.full_sort_predict({model.USER_ID: torch.tensor([uid])}).view(-1)
+    unseen = [i for i in range(1, dataset.item_num) if dataset.id2token(dataset.iid_field, i) not in seen[users[3]]]
+    best = sorted(unseen, key=lambda i: -scores[i].item())[:20]
+    assert recommend_topk(model, dataset, [users[3]], topk=20)[users[3]] == list(dataset.id2token(dataset.iid_field, best))
+
+    # fewer unseen items than K: all of them
+    everything = recommend_topk(model, dataset, [users[0]], topk=1000)[users[0]]
+    assert len(everything) == 90 - len(seen[users[0]])
+
+
+def test_recommend_command_and_its_errors(tiny_config, monkeypatch, capsys):
+    result = run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, "epochs": 1})
+    capsys.readouterr()
+    run_cli(monkeypatch, "--recommend", f"--checkpoint={result['checkpoint']}", "--users=3,17", "--topk=5")
+    lines = capsys.readouterr().out.strip().splitlines()
+    seen = train_items_by_user(tiny_config)
+    assert [line.split("\t")[0] for line in lines] == ["3", "17"]
+    for line in lines:
+        user, items = line.split("\t")
+        assert len(items.split()) == 5 and not set(items.split()) & seen[user]
+
+    with pytest.raises(SystemExit, match=r"error: users: \['nobody'\] not among the 60 users .*look like 0, 1, 2"):
+        run_cli(monkeypatch, "--recommend", f"--checkpoint={result['checkpoint']}", "--users=3,nobody")
+    with pytest.raises(SystemExit, match=r"error: topk: got 0; expected an integer >= 1"):
+        run_cli(monkeypatch, "--recommend", f"--checkpoint={result['checkpoint']}", "--users=3", "--topk=0")
+    with pytest.raises(SystemExit, match="error: .*missing.pth"):
+        run_cli(monkeypatch, "--recommend", "--checkpoint=missing.pth", "--users=3")

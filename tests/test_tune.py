@@ -1,0 +1,93 @@
+"""Ray Tune sweep end to end on the tiny dataset: 4 trials that train (d_s {2, 5} x cp_rank {4, 8})
+and 2 that crash (cp_rank -1 is refused) and are retried, 2 epochs each, through run_tune.py's CLI;
+then the table, the best config and a training run from it."""
+
+import csv
+import importlib.util
+import os
+
+import ray
+import yaml
+
+from recbole_metammf.config import Config
+from recbole_metammf.quick_start import run_recbole_metammf
+from recbole_metammf.tune import parse_space
+from recbole_metammf.utils import REPO_ROOT, ConfigError
+
+# the script at the repository root, wherever pytest puts sys.path
+_spec = importlib.util.spec_from_file_location("run_tune", os.path.join(REPO_ROOT, "run_tune.py"))
+run_tune = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_tune)
+
+
+def test_space_kinds():
+    space = parse_space({"d_s": {"range": [2, 10]}, "lr": {"loguniform": [1e-8, 1.0]}, "k": {"choice": [1, 2]}, "x": 3})
+    assert space["d_s"] == {"grid_search": list(range(2, 11))}
+    assert space["x"] == 3
+    for bad in ({"d_s": {"grid": []}}, {"r": {"loguniform": [0, 1]}}, {"r": {"uniform": [1, 2], "grid": [1]}}):
+        try:
+            parse_space(bad)
+        except ConfigError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
+def test_sweep_table_and_best_config(tiny_config, in_tmp_cwd, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["run_tune.py"])  # RecBole's Config reads sys.argv, not pytest's
+    config_file = in_tmp_cwd / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({k: v for k, v in tiny_config.items() if k != "epochs"}))
+    space_file = in_tmp_cwd / "space.yaml"
+    space_file.write_text("d_s: {grid: [2, 5]}\ncp_rank: {grid: [4, 8, -1]}\n")
+    output = in_tmp_cwd / "sweeps"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_tune.main(
+            [
+                "--model=MetaMMF_GCN",
+                "--dataset=tiny",
+                f"--space={space_file}",
+                f"--config_files={config_file}",
+                f"--output={output}",
+                "--scheduler",
+                "asha",
+                "--grace-period=1",
+                "--reduction-factor=2",
+                "--max-failures=1",
+                "--epochs=2",
+                "--train_batch_size=256",
+            ]
+        )
+    finally:
+        ray.shutdown()
+
+    experiment = output / "MetaMMF_GCN-tiny"
+    with open(experiment / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    assert {"trial", "d_s", "cp_rank", "best_valid_ndcg@20", "best_epoch", "epochs", "status", "failures"} <= set(rows[0])
+    ok = [r for r in rows if r["status"] == "TERMINATED"]
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    assert sorted((int(r["d_s"]), int(r["cp_rank"])) for r in ok) == [(2, 4), (2, 8), (5, 4), (5, 8)]
+    for r in ok:
+        assert 0.0 <= float(r["best_valid_ndcg@20"]) <= 1.0
+        assert 1 <= int(r["epochs"]) <= 2 and 1 <= int(r["best_epoch"]) <= int(r["epochs"])
+    # a crashing trial is retried (max_failures=1), shown as failed, and the sweep goes on
+    assert sorted(int(r["cp_rank"]) for r in failed) == [-1, -1]
+    assert all(int(r["failures"]) >= 1 and "cp_rank" in r["error"] for r in failed)
+    scores = [float(r["best_valid_ndcg@20"]) for r in ok]
+    assert scores == sorted(scores, reverse=True)  # best first
+
+    markdown = (experiment / "results.md").read_text()
+    assert markdown.count("| TERMINATED |") == 4 and markdown.count("| ERROR |") == 2
+    assert "| test |" in markdown  # the best trial, trained again and tested once
+
+    best_config = experiment / "best_config.yaml"
+    best = yaml.safe_load(best_config.read_text())
+    assert (best["d_s"], best["cp_rank"]) == (int(rows[0]["d_s"]), int(rows[0]["cp_rank"]))
+    assert best["model"] == "MetaMMF_GCN" and os.path.isabs(best["data_path"]) and best["epochs"] == 2
+    config = Config(model="MetaMMF_GCN", dataset="tiny", config_file_list=[str(best_config)])
+    assert config["d_s"] == best["d_s"] and config["cp_rank"] == best["cp_rank"]
+    result = run_recbole_metammf(
+        "MetaMMF_GCN", "tiny", config_file_list=[str(best_config)], config_dict={"epochs": 1}
+    )
+    assert result["epochs"] == 1 and "ndcg@20" in result["test_result"]
