@@ -19,7 +19,7 @@ import sys
 from recbole_metammf.quick_start import run_recbole_metammf
 from recbole_metammf.recommend import recommend
 from recbole_metammf.trainer import CheckpointError, NonFiniteLossError
-from recbole_metammf.utils import ConfigError
+from recbole_metammf.utils import ConfigError, DataError
 
 
 def parse_own_options(argv):
@@ -66,7 +66,7 @@ def main():
         else:
             # model and dataset may also come from a config file (e.g. a sweep's best_config.yaml)
             run_recbole_metammf(model=args.model, dataset=args.dataset, config_file_list=config_files)
-    except (ConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError) as error:  # the user can fix these
+    except (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError) as error:  # the user can fix these
         sys.exit(f"error: {error}")
 
 

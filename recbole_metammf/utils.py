@@ -29,6 +29,10 @@ class ConfigError(ValueError):
     r"""A configuration value is refused; the message names the key, the value and what is accepted."""
 
 
+class DataError(ValueError):
+    r"""The dataset is refused (e.g. a NaN in a feature); the message names the field and the item."""
+
+
 def require_int(config, key, minimum, note=""):
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

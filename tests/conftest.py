@@ -6,6 +6,21 @@ import numpy as np
 import pytest
 
 
+# the plugin's multimodal baselines (issue 5)
+BASELINES = [
+    "VBPR",
+    "EarlyFusion_MF",
+    "LateFusion_MF",
+    "HybridFusion_MF",
+    "EarlyFusion_GCN",
+    "LateFusion_GCN",
+    "HybridFusion_GCN",
+    "MMGCN",
+    "GRCN",
+    "LATTICE",
+]
+
+
 def write_tiny_dataset(root, name="tiny", n_users=60, n_items=90, dims=(8, 6), seed=0):
     """A learnable toy dataset with a fixed train/valid/test split and one float_seq field per dim.
 
@@ -61,3 +76,35 @@ def tiny_config(in_tmp_cwd):
         "checkpoint_dir": str(in_tmp_cwd / "saved"),
         "seed": 2020,
     }
+
+
+def build(model_name, config_dict, seed=2020):
+    r"""Config, model and data loaders of ``model_name`` on ``config_dict``'s dataset (the model initialised after ``init_seed(seed)``)."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_metammf.config import Config
+    from recbole_metammf.utils import get_model
+
+    config = Config(model=model_name, dataset=config_dict["dataset"], config_dict=config_dict)
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(seed, True)
+    model = get_model(model_name)(config, train_data._dataset)
+    return config, model, train_data, valid_data, test_data
+
+
+def fit_one_batch(model, batch, steps, lr=1e-2):
+    r"""The training losses of ``steps`` Adam steps on one batch."""
+    import torch
+
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model.calculate_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

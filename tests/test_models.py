@@ -6,14 +6,13 @@ import sys
 
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
 
 from recbole_metammf.config import Config, parse_value
 from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
 from recbole_metammf.trainer import load_checkpoint
 from recbole_metammf.utils import DATASET_DIR, REPO_ROOT, ConfigError, get_model, get_trainer
 
-from conftest import write_tiny_dataset
+from conftest import BASELINES, build, fit_one_batch, write_tiny_dataset
 
 METRICS = [f"{m}@{k}" for m in ["precision", "recall", "hit", "ndcg"] for k in [10, 20]]
 
@@ -21,14 +20,6 @@ METRICS = [f"{m}@{k}" for m in ["precision", "recall", "hit", "ndcg"] for k in [
 def assert_metrics(result):
     assert set(METRICS) <= set(result["test_result"])
     assert all(0.0 <= result["test_result"][m] <= 1.0 for m in METRICS)
-
-
-def build(model_name, config_dict):
-    config = Config(model=model_name, dataset=config_dict["dataset"], config_dict=config_dict)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = get_model(model_name)(config, train_data._dataset)
-    return config, model, train_data, valid_data, test_data
 
 
 @pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
@@ -57,15 +48,7 @@ def test_variants_train_and_evaluate(model_name, variant, tiny_config):
 
 def test_training_reduces_the_loss(tiny_config):
     config, model, train_data, _, _ = build("MetaMMF_GCN", tiny_config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    batch = next(iter(train_data))
-    losses = []
-    for _ in range(20):
-        loss = model.calculate_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit_one_batch(model, next(iter(train_data)), steps=20)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -102,7 +85,7 @@ def test_full_sort_predict_agrees_with_predict(model_name, tiny_config):
     torch.testing.assert_close(scores[torch.arange(len(users)), items], pointwise)
 
 
-@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"])
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"] + BASELINES)
 def test_item_representations_computed_once_per_evaluation(model_name, tiny_config):
     config_dict = {**tiny_config, "eval_batch_size": 91 * 7}  # 7 users per batch: several batches
     config, model, _, _, test_data = build(model_name, config_dict)

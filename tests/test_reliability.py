@@ -19,7 +19,7 @@ from recbole_metammf.model.general_recommender import MetaMMF_MF
 from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
 from recbole_metammf.recommend import recommend, recommend_topk
 from recbole_metammf.trainer import CheckpointError, NonFiniteLossError, load_checkpoint
-from recbole_metammf.utils import REPO_ROOT, ConfigError, get_model
+from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError, get_model
 
 from conftest import write_tiny_dataset
 
@@ -255,7 +255,7 @@ def test_non_finite_features_are_refused_at_load(bad, in_tmp_cwd, tiny_config):
     token, v_feat, a_feat = lines[8].split("\t")
     lines[8] = "\t".join([token, v_feat, " ".join([bad] + a_feat.split()[1:])])
     open(item_file, "w").write("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=rf"item field 'a_feat' holds NaN or inf \(item '{token}'"):
+    with pytest.raises(DataError, match=rf"item field 'a_feat' holds NaN or inf \(item '{token}'"):
         run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, "data_path": root})
 
 

@@ -1,11 +1,25 @@
-r"""Base class of the plugin's multimodal recommenders."""
+r"""Base classes of the plugin's multimodal recommenders.
+
+* :class:`MultimodalRecommender` — item modality features as a buffer, BPR + L2 loss (Eq. 19),
+  representations computed once per evaluation. Every model of the plugin derives from it.
+* :class:`FusionMFBackbone` — MetaMMF_MF's matrix-factorisation backbone (Eq. 16) with the fusion
+  left to the subclass: MetaMMF_MF supplies the meta-learned fusion, the static fusion baselines
+  (:class:`StaticFusionRecommender`) supply static early / late / hybrid fusion.
+* :class:`FusionGCNBackbone` — mixin adding MetaMMF_GCN's graph convolution (Eq. 17-18) to any
+  of those: ``class X_GCN(FusionGCNBackbone, X_MF)``.
+
+So MetaMMF and its static-fusion counterparts share every line but the fusion.
+"""
 
 import torch
+import torch.nn as nn
 from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import BPRLoss
 from recbole.utils import FeatureSource, FeatureType, InputType
 
-from recbole_metammf.utils import ConfigError
+from recbole_metammf.model.layers import MeanAggregationGCN, StaticFusion, bipartite_edge_index
+from recbole_metammf.utils import ConfigError, DataError, require_int
 
 
 def modality_features(dataset, modalities):
@@ -34,7 +48,7 @@ def modality_features(dataset, modalities):
         if bad.any():
             row = int(bad.any(dim=1).nonzero()[0])
             token = dataset.id2token(dataset.iid_field, row)
-            raise ValueError(f"item field '{name}' holds NaN or inf (item '{token}', internal id {row})")
+            raise DataError(f"item field '{name}' holds NaN or inf (item '{token}', internal id {row})")
     return torch.cat(blocks, dim=1), [block.shape[1] for block in blocks]
 
 
@@ -103,3 +117,131 @@ class MultimodalRecommender(GeneralRecommender):
     def full_sort_predict(self, interaction):
         user_all, item_all = self.all_representations()
         return (user_all[interaction[self.USER_ID]] @ item_all.t()).view(-1)
+
+
+class FusionMFBackbone(MultimodalRecommender):
+    r"""The MF backbone of MetaMMF_MF (Eq. 16), whatever the fusion.
+
+    A subclass supplies the fusion: :meth:`build_fusion` creates its modules and returns the width of
+    each *branch* it outputs, :meth:`fuse` maps the concatenated features of items to the list of
+    branch outputs, and ``branch_weights`` (default ``(1.0,)``) weighs the branches' scores.
+
+    Branch ``b`` of item ``i`` is ``e_i^b = [fused_b(x_i) ; e_i^c]`` with the item's ID embedding
+    ``e_i^c`` (``embedding_size = d_c``, shared by the branches); each branch has its own user
+    embedding ``e_u^b`` of the same width, and the score is ``sum_b w_b e_u^b . e_i^b``. With one
+    branch of weight 1 (MetaMMF, early fusion) this is exactly Eq. 16. Several branches are
+    decision-level (late) fusion: each branch is scored on its own and the scores are combined.
+    """
+
+    branch_weights = (1.0,)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.fusion_layers = list(config["fusion_layers"])
+        self.embedding_size = config["embedding_size"]  # d_c
+        self.branch_dims = list(self.build_fusion(config))
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        self.user_embedding = nn.Embedding(self.n_users, sum(self.branch_widths))
+        self.apply(xavier_uniform_initialization)  # Linear and Embedding; meta fusion layers init themselves
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require_int(config, "embedding_size", minimum=1)
+        layers = config["fusion_layers"]
+        if (
+            not isinstance(layers, (list, tuple))
+            or not layers
+            or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in layers)
+        ):
+            raise ConfigError(
+                f"fusion_layers: got {layers!r}; expected a non-empty list of positive widths, the last = d_m, e.g. [32]"
+            )
+
+    def build_fusion(self, config):
+        r"""Create the fusion modules; return the output width of each branch."""
+        raise NotImplementedError
+
+    def fuse(self, features):
+        r"""The list of branch outputs ``(n, branch_dims[b])`` of items with concatenated ``features``."""
+        raise NotImplementedError
+
+    @property
+    def branch_widths(self):
+        r"""Width of each branch's user and item embeddings: fused part + ID part."""
+        return [dim + self.embedding_size for dim in self.branch_dims]
+
+    def branch_representations(self, items=None):
+        r"""``e_i^b = [fused_b(x_i) ; e_i^c]`` of each branch ``b``, for ``items`` or all items."""
+        if items is None:
+            features, id_embedding = self.item_features, self.item_embedding.weight
+        else:
+            features, id_embedding = self.item_features[items], self.item_embedding(items)
+        return [torch.cat([fused, id_embedding], dim=-1) for fused in self.fuse(features)]
+
+    def combine_branches(self, item_branches):
+        r"""Item side of ``sum_b w_b e_u^b . e_i^b`` as one inner product with the concatenated user
+        branches: ``[w_1 e_i^1 ; ... ; w_B e_i^B]``."""
+        if len(item_branches) == 1 and self.branch_weights[0] == 1.0:
+            return item_branches[0]
+        return torch.cat([weight * branch for weight, branch in zip(self.branch_weights, item_branches)], dim=-1)
+
+    def item_representation(self, items=None):
+        r"""``e_i = [e_i^m ; e_i^c]`` (Eq. 16) of ``items``, or of all items (branches weighted and concatenated)."""
+        return self.combine_branches(self.branch_representations(items))
+
+    def forward(self, items=None):
+        return self.user_embedding.weight, self.item_representation(items)
+
+
+class FusionGCNBackbone:
+    r"""Mixin: MetaMMF_GCN's backbone (Eq. 17-18) over a :class:`FusionMFBackbone` subclass.
+
+    ``class X_GCN(FusionGCNBackbone, X_MF)``: the initial node embeddings of each branch are X_MF's
+    (users' ``e_u^b``, items' ``e_i^b``); each branch goes through its own ``n_layers`` mean-aggregation
+    graph convolution on the training interactions, and the score is ``sum_b w_b`` of the inner
+    products of the layer-``L`` outputs. One branch is exactly MetaMMF_GCN.
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.n_layers = config["n_layers"]
+        gcns = [MeanAggregationGCN(width, self.n_layers, config["dropout"]) for width in self.branch_widths]
+        self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
+        # training interactions only (RecBole hands the model the training dataset); built once
+        edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
+        self.register_buffer("edge_index", edge_index, persistent=False)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require_int(config, "n_layers", minimum=1)
+
+    def forward(self, items=None):
+        gcns = [self.gcn] if isinstance(self.gcn, MeanAggregationGCN) else list(self.gcn)
+        user_branches = torch.split(self.user_embedding.weight, self.branch_widths, dim=1)
+        users_out, items_out = [], []
+        for gcn, user_branch, item_branch in zip(gcns, user_branches, self.branch_representations()):
+            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.edge_index)
+            user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
+            users_out.append(user_all)
+            items_out.append(item_all)
+        user_all = users_out[0] if len(users_out) == 1 else torch.cat(users_out, dim=1)
+        item_all = self.combine_branches(items_out)
+        return user_all, (item_all if items is None else item_all[items])
+
+
+class StaticFusionRecommender(FusionMFBackbone):
+    r"""MetaMMF_MF's backbone with static fusion (:class:`~recbole_metammf.model.layers.StaticFusion`)
+    of mode ``fusion_mode`` (``early``, ``late`` or ``hybrid``) in place of the meta-learned fusion:
+    towers of the same ``fusion_layers`` widths, LeakyReLU between layers, no biases."""
+
+    fusion_mode = None
+
+    def build_fusion(self, config):
+        self.fusion = StaticFusion(self.modality_dims, self.fusion_layers, self.fusion_mode, config["dropout"])
+        self.branch_weights = tuple(self.fusion.branch_weights)
+        return self.fusion.branch_dims
+
+    def fuse(self, features):
+        return self.fusion(features)
