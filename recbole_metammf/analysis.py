@@ -98,19 +98,21 @@ def plot_valid_curves(curves, valid_metric, path):
     each a list of ``(epoch, value)``; one colour per label, the mean over seeds as a thick line (over
     the epochs every seed reached) and each seed as a thin one."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = plt.get_cmap("tab10")
+    many = len(curves) > 10  # tab10 would repeat colours: tab20, and a second line style past 10
+    fig, ax = plt.subplots(figsize=(9 if many else 7, 4.5))
+    colours = plt.get_cmap("tab20" if many else "tab10")
     for n, (label, seed_curves) in enumerate(curves.items()):
-        colour = colours(n % 10)
+        colour = colours(n % colours.N)
+        style = "--" if many and n % 2 else "-"
         for curve in seed_curves:
             if curve:
                 epochs, values = zip(*curve)
-                ax.plot([e + 1 for e in epochs], values, color=colour, alpha=0.3, linewidth=0.8, marker=".")
+                ax.plot([e + 1 for e in epochs], values, color=colour, alpha=0.25, linewidth=0.6, linestyle=style)
         length = min((len(c) for c in seed_curves if c), default=0)
         if length:
             mean = np.mean([[v for _, v in c[:length]] for c in seed_curves if c], axis=0)
             epochs = [e + 1 for e, _ in seed_curves[0][:length]]
-            ax.plot(epochs, mean, color=colour, linewidth=2, marker="o", markersize=3, label=label)
+            ax.plot(epochs, mean, color=colour, linewidth=2, linestyle=style, marker="o", markersize=3, label=label)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -118,7 +120,10 @@ def plot_valid_curves(curves, valid_metric, path):
     ax.set_ylabel(f"validation {valid_metric}")
     ax.set_title(f"Convergence: validation {valid_metric} per epoch")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if many:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     _save(fig, path)
     plt.close(fig)
 
@@ -264,9 +269,13 @@ def plot_tsne(results, path):
     r"""Fig. 4: one panel per model (``results``: label -> :func:`tsne_of_checkpoint` output); users are
     stars, their test items dots of the same colour; the panel title gives the silhouette coefficient."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 4.2), squeeze=False)
+    ncols = min(len(results), 5)  # rows of at most 5 panels
+    nrows = -(-len(results) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.flat[len(results):]:
+        ax.set_visible(False)
     colours = plt.get_cmap("tab20")
-    for ax, (label, result) in zip(axes[0], results.items()):
+    for ax, (label, result) in zip(axes.flat, results.items()):
         xy = np.asarray(result["coordinates"])
         labels, is_user = np.asarray(result["labels"]), np.asarray(result["is_user"], dtype=bool)
         for n in sorted(set(labels.tolist())):
@@ -277,7 +286,8 @@ def plot_tsne(results, path):
         ax.set_title(f"{label}\nsilhouette {result['silhouette_tsne']:.3f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("t-SNE of sampled users (stars) and their test items (dots), coloured by user", fontsize=10, y=1.04)
+    fig.suptitle("t-SNE of sampled users (stars) and their test items (dots), coloured by user", fontsize=10, y=1.0)
+    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 

@@ -244,8 +244,10 @@ def _scheduler(name, epochs, grace_period, reduction_factor):
     return ASHAScheduler(time_attr="epoch", max_t=max(epochs, 1), grace_period=grace, reduction_factor=reduction_factor)
 
 
-def _trial_rows(result_grid, metric, mode, space_keys):
-    r"""One row per trial: its parameters, best validation metric, its epoch, epochs run, status."""
+def _trial_rows(result_grid, metric, mode, space_keys, max_epochs):
+    r"""One row per trial: its parameters, best validation metric, its epoch, epochs run, status, and
+    whether the scheduler pruned it (ASHA: its last result is marked done before ``max_epochs``; a trial
+    that ends by itself, through RecBole's early stopping, leaves its last result not done)."""
     trials = list(getattr(getattr(result_grid, "_experiment_analysis", None), "trials", []) or [])
     results = list(result_grid)
     rows = []
@@ -266,6 +268,9 @@ def _trial_rows(result_grid, metric, mode, space_keys):
                 best_epoch = int(history.loc[position, "epoch"])
                 epochs = int(history["epoch"].max())
         status = getattr(trial, "status", None) or ("ERROR" if result.error else "TERMINATED")
+        # the last *logged* result (result.metrics is marked done for every trial of a restored sweep)
+        last_done = bool(history["done"].iloc[-1]) if history is not None and len(history) and "done" in history else False
+        pruned = status == "TERMINATED" and last_done and epochs < max_epochs
         error = ""
         if result.error is not None:
             lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
@@ -278,6 +283,7 @@ def _trial_rows(result_grid, metric, mode, space_keys):
                 "best_epoch": best_epoch,
                 "epochs": epochs,
                 "status": status,
+                "pruned": pruned,
                 "failures": int(getattr(trial, "num_failures", 0) or 0),
                 "error": error,
                 "_config": to_plain(config),
@@ -428,7 +434,7 @@ def run_sweep(
             result_grid = tuner.fit()
         finally:
             ray_tune_logger.removeHandler(interrupt)
-        rows = _trial_rows(result_grid, metric, mode, space_keys)
+        rows = _trial_rows(result_grid, metric, mode, space_keys, epochs)
     finally:
         if started_ray:
             ray.shutdown()

@@ -64,13 +64,15 @@ def test_sweep_table_and_best_config(tiny_config, in_tmp_cwd, monkeypatch):
     with open(experiment / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
-    assert {"trial", "d_s", "cp_rank", "best_valid_ndcg@20", "best_epoch", "epochs", "status", "failures"} <= set(rows[0])
+    assert {"trial", "d_s", "cp_rank", "best_valid_ndcg@20", "best_epoch", "epochs", "status", "pruned", "failures"} <= set(rows[0])
     ok = [r for r in rows if r["status"] == "TERMINATED"]
     failed = [r for r in rows if r["status"] == "ERROR"]
     assert sorted((int(r["d_s"]), int(r["cp_rank"])) for r in ok) == [(2, 4), (2, 8), (5, 4), (5, 8)]
     for r in ok:
         assert 0.0 <= float(r["best_valid_ndcg@20"]) <= 1.0
         assert 1 <= int(r["epochs"]) <= 2 and 1 <= int(r["best_epoch"]) <= int(r["epochs"])
+        # ASHA (grace period 1) prunes a trial after epoch 1, or lets it run both epochs
+        assert r["pruned"] == str(int(r["epochs"]) < 2)
     # a crashing trial is retried (max_failures=1), shown as failed, and the sweep goes on
     assert sorted(int(r["cp_rank"]) for r in failed) == [-1, -1]
     assert all(int(r["failures"]) >= 1 and "cp_rank" in r["error"] for r in failed)
