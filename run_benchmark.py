@@ -27,7 +27,7 @@ import shlex
 import sys
 
 from recbole_metammf.benchmark import DEFAULT_MODELS, benchmark, parse_seeds
-from recbole_metammf.config import parse_value
+from recbole_metammf.config import parse_config_files, parse_value
 from recbole_metammf.utils import ConfigError
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
     args, overrides = parse_args(argv)
     if not logging.getLogger().handlers:  # each run installs RecBole's handlers; until then, the console
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s  %(message)s")
-    config_files = args.config_files.replace(",", " ").split() if args.config_files else None
+    config_files = parse_config_files(args.config_files)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     try:
         result = benchmark(

@@ -16,6 +16,7 @@ Print each user's top-K items, by original token, leaving out the items the user
 import argparse
 import sys
 
+from recbole_metammf.config import parse_config_files
 from recbole_metammf.quick_start import run_recbole_metammf
 from recbole_metammf.recommend import recommend
 from recbole_metammf.trainer import CheckpointError, NonFiniteLossError
@@ -57,7 +58,7 @@ def print_recommendations(args):
 def main():
     args, rest = parse_own_options(sys.argv[1:])
     sys.argv = sys.argv[:1] + rest
-    config_files = args.config_files.replace(",", " ").split() if args.config_files else None
+    config_files = parse_config_files(args.config_files)
     try:
         if args.recommend:
             print_recommendations(args)

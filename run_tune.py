@@ -16,7 +16,7 @@ Continue an interrupted sweep with the same --output/--name (or --model/--datase
 import argparse
 import sys
 
-from recbole_metammf.config import parse_value
+from recbole_metammf.config import parse_config_files, parse_value
 from recbole_metammf.utils import ConfigError
 
 
@@ -66,7 +66,7 @@ def main(argv=None):
             args.dataset,
             space=args.space,
             config_dict=overrides,
-            config_files=args.config_files.replace(",", " ").split() if args.config_files else None,
+            config_files=parse_config_files(args.config_files),
             num_samples=args.num_samples,
             scheduler=args.scheduler,
             metric=args.metric,

@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 BENCHMARKS_MD = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
+
+from recbole_metammf.benchmark import machine as benchmark_machine  # noqa: E402 - after the path set-up
 
 
 PEAK_WRAPPER = (
@@ -88,7 +89,8 @@ def load_once(name, data_path, checkpoint_dir):
 
 
 def machine():
-    return f"{platform.platform()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    info = benchmark_machine()  # the same description run_benchmark.py writes
+    return f"{info['platform']}, {info['device']}, Python {info['python']}, torch {info['torch']}"
 
 
 def main(argv=None):

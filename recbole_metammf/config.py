@@ -53,6 +53,11 @@ def parse_value(text):
         return text
 
 
+def parse_config_files(text):
+    r"""``--config_files`` as a list of paths (separated by spaces or commas), or None when not given."""
+    return text.replace(",", " ").split() if text else None
+
+
 class Config(RecBoleConfig):
     def _build_yaml_loader(self):
         return _SafeLoader

@@ -255,7 +255,7 @@ def _trial_rows(result_grid, metric, mode, space_keys, max_epochs):
         trial = trials[index] if len(trials) == len(results) else None
         config = dict(getattr(trial, "config", None) or result.config or {})
         history = result.metrics_dataframe
-        best, best_epoch, epochs = None, None, 0
+        best, best_epoch, epochs, last_done = None, None, 0, False
         if history is not None and len(history) and "metric" in history:
             history = history.dropna(subset=["metric"]).reset_index(drop=True)
             # a trial run again (retry, --resume) starts from epoch 1 and appends: keep its last run only
@@ -267,9 +267,9 @@ def _trial_rows(result_grid, metric, mode, space_keys, max_epochs):
                 best = float(history.loc[position, "metric"])
                 best_epoch = int(history.loc[position, "epoch"])
                 epochs = int(history["epoch"].max())
+                # the last *logged* result (result.metrics is marked done for every trial of a restored sweep)
+                last_done = "done" in history and bool(history["done"].iloc[-1])
         status = getattr(trial, "status", None) or ("ERROR" if result.error else "TERMINATED")
-        # the last *logged* result (result.metrics is marked done for every trial of a restored sweep)
-        last_done = bool(history["done"].iloc[-1]) if history is not None and len(history) and "done" in history else False
         pruned = status == "TERMINATED" and last_done and epochs < max_epochs
         error = ""
         if result.error is not None:
