@@ -4,6 +4,13 @@ r"""Train and test a model on a dataset: the plugin's MetaMMF models or any RecB
 
 Any RecBole or model key can be given as --key=value (e.g. --epochs=5 --cp_rank=8 "--fusion_layers=[128,64,32]").
 
+Train in several processes (RecBole's torch.distributed: the batches and evaluated users are split,
+gradients averaged): on the CPU (gloo), on one GPU per process (nccl), or on several nodes:
+
+    python run_recbole_metammf.py --model=MetaMMF_GCN --dataset=tiktok --nproc=2 --gpu_id=''
+    python run_recbole_metammf.py --model=MetaMMF_GCN --dataset=tiktok --nproc=4 --gpu_id=0,1,2,3
+    python run_recbole_metammf.py ... --nproc=4 --world_size=8 --ip=NODE0 --port=5678 --group_offset=4  # node 2 of 2
+
 Continue a run that was stopped or killed (its settings come from the checkpoint; --key=value overrides them):
 
     python run_recbole_metammf.py --resume=saved/MetaMMF_GCN-<time>-last.pth [--epochs=500]
@@ -17,7 +24,7 @@ import argparse
 import sys
 
 from recbole_metammf.config import parse_config_files
-from recbole_metammf.quick_start import run_recbole_metammf
+from recbole_metammf.quick_start import run, run_recbole_metammf
 from recbole_metammf.recommend import recommend
 from recbole_metammf.trainer import CheckpointError, NonFiniteLossError
 from recbole_metammf.utils import ConfigError, DataError
@@ -38,6 +45,14 @@ def parse_own_options(argv):
     parser.add_argument("--config_files", default=None, help="config files, separated by spaces or commas")
     parser.add_argument("--resume", default=None, metavar="PATH", help="continue training from this checkpoint")
     parser.add_argument("--recommend", action="store_true", help="print top-K items (see --recommend --help)")
+    distributed = parser.add_argument_group("several processes (RecBole's torch.distributed options)")
+    distributed.add_argument("--nproc", type=int, default=1, help="processes on this node (default: 1)")
+    distributed.add_argument("--world_size", type=int, default=-1, help="processes on all nodes (default: nproc)")
+    distributed.add_argument("--ip", default="localhost", help="address of the first node (default: localhost)")
+    distributed.add_argument("--port", type=int, default=5678, help="free TCP port on the first node (default: 5678)")
+    distributed.add_argument(
+        "--group_offset", type=int, default=0, help="global rank of this node's first process (default: 0)"
+    )
     args, rest = parser.parse_known_args(argv)
     if args.recommend:  # its options only in this mode: when training, --topk=[10,20] is RecBole's key
         recommend = argparse.ArgumentParser(prog=f"{parser.prog} --recommend", allow_abbrev=False)
@@ -63,10 +78,18 @@ def main():
         if args.recommend:
             print_recommendations(args)
         elif args.resume:
+            if args.nproc != 1 or args.world_size > 0:
+                raise ConfigError(
+                    "nproc: a run is resumed in one process (the checkpoint holds the whole model and optimizer "
+                    "state); leave out --nproc and --world_size with --resume"
+                )
             run_recbole_metammf(args.model, args.dataset, config_files, resume=args.resume)
         else:
             # model and dataset may also come from a config file (e.g. a sweep's best_config.yaml)
-            run_recbole_metammf(model=args.model, dataset=args.dataset, config_file_list=config_files)
+            run(
+                model=args.model, dataset=args.dataset, config_file_list=config_files, nproc=args.nproc,
+                world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset,
+            )
     except (ConfigError, DataError, CheckpointError, NonFiniteLossError, FileNotFoundError) as error:  # the user can fix these
         sys.exit(f"error: {error}")
 

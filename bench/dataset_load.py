@@ -15,39 +15,13 @@ It prints the figures and appends them, with the machine and the date, to docs/B
 """
 
 import argparse
-import datetime
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-BENCHMARKS_MD = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
-
-from recbole_metammf.benchmark import machine as benchmark_machine  # noqa: E402 - after the path set-up
-
-
-PEAK_WRAPPER = (
-    "import atexit, resource, runpy, sys\n"
-    "out = sys.argv.pop(1)\n"
-    "atexit.register(lambda: open(out, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
-)
-
-
-def run_timed(module, args):
-    r"""Wall seconds and peak RSS (MB) of ``python -m module args`` in a child process."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", PEAK_WRAPPER, rss.name, module] + args, check=True, cwd=REPO_ROOT)
-        seconds = time.perf_counter() - start
-        peak_mb = int(open(rss.name).read()) / 1024  # ru_maxrss is in KB on Linux
-    return seconds, peak_mb
+from common import REPO_ROOT, add_report_option, machine, publish, run_timed, stamp
 
 
 LOAD_CHILD = r"""
@@ -88,17 +62,13 @@ def load_once(name, data_path, checkpoint_dir):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def machine():
-    info = benchmark_machine()  # the same description run_benchmark.py writes
-    return f"{info['platform']}, {info['device']}, Python {info['python']}, torch {info['torch']}"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", required=True, choices=["movielens", "tiktok", "kwai"])
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--work", default=None, help="scratch folder (default: a new temporary folder)")
+    add_report_option(parser)
     args = parser.parse_args(argv)
 
     work = args.work or tempfile.mkdtemp(prefix=f"load_{args.shape}_")
@@ -119,12 +89,11 @@ def main(argv=None):
     rows.append(("RecBole load from the saved dataset (save_dataset)", again["seconds"], again["peak_rss_mb"]))
 
     saved_mb = sum(os.path.getsize(os.path.join(saved, f)) for f in os.listdir(saved)) / 1e6
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
         f"### Dataset load: synthetic {args.shape}, scale {args.scale:g}",
         "",
         f"`python bench/dataset_load.py --shape {args.shape} --scale {args.scale:g} --seed {args.seed}` — "
-        f"{stamp}, {machine()}.",
+        f"{stamp()}, {machine()}.",
         f"{first['users']:,} users, {first['items']:,} items, {first['interactions']:,} interactions; "
         f"`.item` {item_mb:,.0f} MB of text, saved dataset {saved_mb:,.0f} MB.",
         "",
@@ -135,12 +104,7 @@ def main(argv=None):
         f"speed-up of the saved load over the first load: {first['seconds'] / again['seconds']:.1f}x",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(os.path.dirname(BENCHMARKS_MD), exist_ok=True)
-    header = "" if os.path.exists(BENCHMARKS_MD) else "# Benchmarks\n\nAppended by the scripts under `bench/`.\n\n"
-    with open(BENCHMARKS_MD, "a") as f:
-        f.write(header + text + "\n")
+    publish(lines, args.report)
 
 
 if __name__ == "__main__":

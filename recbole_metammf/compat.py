@@ -1,6 +1,10 @@
 r"""Compatibility shims for the pinned third-party versions; each says who needs it and when it can go."""
 
+import contextlib
+import os
 import warnings
+
+from torch.nn.parallel import DistributedDataParallel
 
 
 def silence_known_warnings():
@@ -11,3 +15,50 @@ def silence_known_warnings():
     # torch >= 2.4 deprecates torch.cuda.amp.GradScaler, which RecBole 1.2.1's trainer builds every epoch;
     # remove when RecBole uses torch.amp.GradScaler.
     warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch.cuda.amp.GradScaler")
+    # torch (1.13 to at least 2.13) warns on every sparse CSR tensor it builds; MetaMMF_GCN's mean
+    # aggregation is a CSR product (PyG's spmm path). Remove when torch calls CSR support stable.
+    warnings.filterwarnings("ignore", category=UserWarning, message="Sparse CSR tensor support is in beta state")
+
+
+@contextlib.contextmanager
+def without_recbole_ddp(config):
+    r"""Build a RecBole trainer without the DistributedDataParallel wrapper of its constructor.
+
+    RecBole 1.2.1's ``AbstractTrainer.__init__`` wraps the model in
+    ``DistributedDataParallel(model, device_ids=[local_rank])``, which torch refuses for a model on the
+    CPU (gloo runs), and converts BatchNorm to SyncBatchNorm, which runs on CUDA only. The constructor
+    reads ``single_spec`` for nothing else, so it is shown ``True`` while it runs and
+    :class:`recbole_metammf.trainer.SafeCheckpointMixin` builds the wrapper itself. Remove when RecBole
+    passes ``device_ids`` only for CUDA modules.
+    """
+    single_spec = config["single_spec"]
+    config["single_spec"] = True
+    try:
+        yield
+    finally:
+        config["single_spec"] = single_spec
+
+
+def ddp_without_buffer_sync(module, device_ids):
+    r"""``DistributedDataParallel(module, device_ids=device_ids)`` that never sends buffers, neither at
+    construction nor before a forward (``broadcast_buffers=False``).
+
+    torch 2.13 deprecates ``broadcast_buffers`` for ``forward_sync_buffers``, whose ``False`` still
+    broadcasts every buffer at construction; its warning says to keep ``broadcast_buffers=False`` until
+    an ``init_sync_buffers`` option exists. Switch to that option when torch has it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`broadcast_buffers` is deprecated")
+        return DistributedDataParallel(module, device_ids=device_ids, broadcast_buffers=False)
+
+
+def make_recbole_dirs(config):
+    r"""Create the folders RecBole creates at the start of every process (``log/<model>/``, relative to
+    the working directory, and ``checkpoint_dir``) before several processes start at once.
+
+    RecBole 1.2.1's ``ensure_dir`` tests for the folder, then creates it without ``exist_ok``: when two
+    processes start together both can see it missing and one stops with ``FileExistsError: './log'``
+    (seen with two processes of BPR on tiktok). Remove when ``ensure_dir`` passes ``exist_ok=True``.
+    """
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)

@@ -10,12 +10,16 @@ in files, dicts or on the command line wins over all of them):
 For a multimodal model the item fields named in ``modalities`` are added to ``load_col``, and the
 model's keys are checked before any data is loaded. Command-line and dict values are parsed as
 Python literals (``ast.literal_eval``), never evaluated as code, and YAML is read with a safe loader.
+
+In a multi-process run (``local_rank`` set by :func:`recbole_metammf.quick_start.run`) the process
+group uses nccl on GPUs and gloo on CPU; RecBole 1.2.1 always asks for nccl and a GPU.
 """
 
 import ast
 import os
 import re
 
+import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 
@@ -51,6 +55,42 @@ def parse_value(text):
         if lowered in ("none", "null", "~"):
             return None
         return text
+
+
+DIST_BACKENDS = ("nccl", "gloo")
+
+
+def gpu_id_string(gpu_id):
+    r"""``gpu_id`` as RecBole keeps it: ``"0,1"`` from ``(0, 1)``, ``[0, 1]`` or ``"0,1"``; ``""`` = no GPU."""
+    if isinstance(gpu_id, (tuple, list)):
+        return ",".join(map(str, gpu_id))
+    return "" if gpu_id is None else str(gpu_id)
+
+
+def distributed_backend_and_device(config):
+    r"""The ``torch.distributed`` backend and the device of process ``local_rank`` of a multi-process
+    run, checked before any process group starts: nccl with one GPU per process when CUDA is
+    available and ``gpu_id`` is not empty, else gloo on the CPU; ``dist_backend`` forces one."""
+    backend = config.get("dist_backend")
+    if backend is not None and backend not in DIST_BACKENDS:
+        raise ConfigError(f"dist_backend: got {backend!r}; expected nccl, gloo or null (nccl on GPUs, gloo on CPU)")
+    gpu_id, nproc = gpu_id_string(config["gpu_id"]), config["nproc"]
+    use_cuda = bool(gpu_id) and torch.cuda.is_available()
+    if use_cuda:
+        # CUDA_VISIBLE_DEVICES = gpu_id, so process local_rank uses cuda:local_rank (RecBole's mapping)
+        n_gpus = min(len(gpu_id.split(",")), torch.cuda.device_count())
+        if n_gpus < nproc:
+            raise ConfigError(
+                f"gpu_id: got {gpu_id!r}, {n_gpus} GPU(s) for nproc={nproc} processes; give one GPU per "
+                f"process (e.g. --nproc=4 --gpu_id=0,1,2,3), or --gpu_id='' to run the processes on the CPU (gloo)"
+            )
+    elif backend == "nccl":
+        raise ConfigError(
+            f"dist_backend: got 'nccl', which needs a GPU per process, but gpu_id={gpu_id!r} and CUDA "
+            f"available={torch.cuda.is_available()}; use gloo or leave dist_backend unset"
+        )
+    device = torch.device("cuda", config["local_rank"]) if use_cuda else torch.device("cpu")
+    return backend or ("nccl" if use_cuda else "gloo"), device
 
 
 def parse_config_files(text):
@@ -93,6 +133,37 @@ class Config(RecBoleConfig):
         if os.path.isfile(dataset_file):
             dataset_keys = self._update_internal_config_dict(dataset_file) or {}
             self.parameters["Dataset"] += [key for key in dataset_keys if key not in self.parameters["Dataset"]]
+
+    def _init_device(self):
+        r"""RecBole's device choice in one process. With ``local_rank`` (one process of a multi-process
+        run), RecBole 1.2.1 starts an nccl process group on ``cuda:local_rank`` whatever the machine;
+        here the backend and device come from :func:`distributed_backend_and_device` (gloo on CPU).
+        The rest is RecBole's: ranks other than 0 log errors only and show no progress bars."""
+        config = self.final_config_dict
+        if "local_rank" not in config:
+            super()._init_device()
+            return
+        config["gpu_id"] = gpu_id_string(config["gpu_id"])
+        os.environ["CUDA_VISIBLE_DEVICES"] = config["gpu_id"]
+        backend, device = distributed_backend_and_device(config)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # before the group starts: nccl binds each rank to its GPU
+        torch.distributed.init_process_group(
+            backend=backend,
+            rank=config["local_rank"] + config["offset"],
+            world_size=config["world_size"],
+            init_method=f"tcp://{config['ip']}:{config['port']}",
+        )
+        config["dist_backend"] = backend
+        config["device"] = device
+        config["single_spec"] = False
+        if config["local_rank"] != 0:
+            config["state"] = "error"
+            config["show_progress"] = False
+            config["verbose"] = False
+            # rank 0 of the node writes the saved dataset / dataloaders; two writers would interleave
+            config["save_dataset"] = False
+            config["save_dataloaders"] = False
 
     def _set_default_parameters(self):
         super()._set_default_parameters()

@@ -1,16 +1,20 @@
-r"""Entry points: train and test one model (plugin or RecBole built-in) on one dataset."""
+r"""Entry points: train and test one model (plugin or RecBole built-in) on one dataset, in one
+process or, through RecBole's torch.distributed support, in several (:func:`run`)."""
 
 import logging
 import sys
 from logging import getLogger
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_metammf.config import Config
+from recbole_metammf.compat import make_recbole_dirs
+from recbole_metammf.config import Config, distributed_backend_and_device
 from recbole_metammf.trainer import load_checkpoint, restore_model
-from recbole_metammf.utils import ConfigError, get_model, get_trainer
+from recbole_metammf.utils import ConfigError, get_model, get_trainer, require_int, to_plain
 
 
 def seed_everything(config, offset=0):
@@ -101,6 +105,92 @@ def run_recbole_metammf(model=None, dataset=None, config_file_list=None, config_
         + f": {result['train_seconds_per_epoch']:.2f} s/epoch over {result['epochs']} epochs"
     )
     return result
+
+
+def run(
+    model,
+    dataset,
+    config_file_list=None,
+    config_dict=None,
+    saved=True,
+    nproc=1,
+    world_size=-1,
+    ip="localhost",
+    port=5678,
+    group_offset=0,
+):
+    r"""RecBole's ``run`` for this package: :func:`run_recbole_metammf` in this process, or in ``nproc``
+    processes of a ``world_size``-process group (default ``world_size = nproc``: one node).
+
+    Each process takes its share of every training batch and of the evaluated users (RecBole's
+    DistributedSampler; the batch per process is ``train_batch_size / world_size``) and
+    DistributedDataParallel averages the gradients, so all processes keep the same parameters.
+    Processes use one GPU each with nccl, or the CPU with gloo. On several nodes, start the same
+    command on each with the first node's ``ip`` and ``port`` and ``group_offset`` = the global rank
+    of the node's first process. Returns the results dict of the node's first process, as plain data.
+    """
+    distributed = not (nproc == 1 and world_size <= 0)  # RecBole's test
+    if not distributed:
+        return run_recbole_metammf(model, dataset, config_file_list, config_dict, saved)
+    world_size = nproc if world_size == -1 else world_size
+    launch = _launch_settings(nproc, world_size, ip, port, group_offset)
+    # the settings and the device plan checked once here, so that a bad value stops with its message
+    # instead of one traceback per process
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    distributed_backend_and_device({**config.final_config_dict, **launch, "local_rank": 0})
+    make_recbole_dirs(config)
+
+    queue = mp.get_context("spawn").SimpleQueue()  # spawn: CUDA cannot be used in forked processes
+    config_dict = {**(config_dict or {}), **launch}
+    processes = mp.spawn(
+        _run_process, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=False
+    )
+    # read the result while waiting: a result larger than the pipe's buffer (a long valid_history)
+    # blocks its writer until it is read, so RecBole's join-then-read can wait forever
+    result = None
+    while not processes.join(timeout=1):  # raises when a process failed, after stopping the others
+        if result is None and not queue.empty():
+            result = queue.get()
+    if result is None and not queue.empty():
+        result = queue.get()
+    return result
+
+
+def _launch_settings(nproc, world_size, ip, port, group_offset):
+    r"""The arguments of :func:`run`, checked, as the config keys RecBole's distributed path reads."""
+    given = {"nproc": nproc, "world_size": world_size, "group_offset": group_offset}
+    given["port"] = int(port) if isinstance(port, str) and port.isdigit() else port  # RecBole passes "5678"
+    require_int(given, "nproc", 1)
+    require_int(given, "world_size", nproc if isinstance(nproc, int) else 1, "the processes on all nodes; -1 = nproc")
+    require_int(given, "group_offset", 0, "the global rank of this node's first process")
+    require_int(given, "port", 1, "a free TCP port on the first node")
+    if group_offset + nproc > world_size:
+        raise ConfigError(
+            f"group_offset: got {group_offset}; with nproc={nproc} the ranks would pass world_size={world_size} "
+            f"(expected group_offset <= {world_size - nproc})"
+        )
+    if not isinstance(ip, str) or not ip:
+        raise ConfigError(f"ip: got {ip!r}; expected the address of the first node, e.g. localhost")
+    return {"nproc": nproc, "world_size": world_size, "offset": group_offset, "ip": ip, "port": given["port"]}
+
+
+def _run_process(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
+    r"""One process of :func:`run` (started by ``torch.multiprocessing.spawn`` with its local rank)."""
+    try:
+        result = run_recbole_metammf(model, dataset, config_file_list, {**config_dict, "local_rank": local_rank}, saved)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if local_rank == 0:  # as RecBole: the node's first process answers
+        queue.put(plain_result(result))
+
+
+def plain_result(result):
+    r"""The results dict as plain Python data (dicts, lists, tuples, numbers, strings), so that it
+    crosses process boundaries without tensors or RecBole objects."""
+    plain = to_plain({key: value for key, value in result.items() if key != "valid_history"})
+    plain["valid_history"] = [(int(epoch), to_plain(valid)) for epoch, valid in result["valid_history"]]
+    return plain
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True):

@@ -9,6 +9,10 @@ RecBole saves only when the validation score improves, so a run killed later wou
 after its best one. Besides that best checkpoint (``<name>.pth``, used for testing), the trainer
 keeps ``<name>-last.pth``: the state after the last finished epoch, with the early-stopping counter,
 the optimizer and every random generator, so that resuming from it continues the run exactly.
+
+In a multi-process run (RecBole's torch.distributed path, see :func:`recbole_metammf.quick_start.run`)
+the model is wrapped in DistributedDataParallel on CPU (gloo) as on GPUs (nccl); only global rank 0
+writes checkpoints, and the best model is loaded from rank 0 and sent to the others for testing.
 """
 
 import os
@@ -19,9 +23,11 @@ import time
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.distributed as dist
 from recbole.utils import set_color
 
-from recbole_metammf.utils import to_plain
+from recbole_metammf.compat import ddp_without_buffer_sync, without_recbole_ddp
+from recbole_metammf.utils import ConfigError, to_plain
 
 LAST_SUFFIX = "-last.pth"
 
@@ -154,22 +160,62 @@ def load_checkpoint(path, map_location="cpu"):
         ) from None
 
 
+# set by quick_start.run for each process of a multi-process run: how that run was launched, not a
+# setting of the model; left out of a checkpoint's inputs so that it reloads in one process
+LAUNCH_KEYS = ("local_rank", "world_size", "ip", "port", "nproc", "offset")
+
+
 def checkpoint_config(config):
     r"""What a checkpoint records of the config: every final value as plain data, and the inputs
     (model, dataset, the user's own settings) that rebuild the same :class:`Config`."""
+    external = {key: value for key, value in config.external_config_dict.items() if key not in LAUNCH_KEYS}
     return {
         "final": to_plain(config.final_config_dict),
         "model": config["model"],
         "dataset": config["dataset"],
-        "external": to_plain(config.external_config_dict),
+        "external": to_plain(external),
     }
+
+
+def _to_device(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_to_device(item, device) for item in value]
+    return value
+
+
+def distributed_data_parallel(model, config):
+    r"""``model`` wrapped for RecBole's trainer in a multi-process run: ``device_ids`` only on a GPU
+    (torch refuses them for a CPU module), and SyncBatchNorm only there (CUDA only), as RecBole does."""
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ConfigError(
+            f"nproc: {config['model']} has no trainable parameters, so there is nothing to train in "
+            "several processes; run it in one (--nproc=1)"
+        )
+    # No buffer is ever sent (broadcast_buffers=False): the plugin's buffers (item feature matrix, graph
+    # edge index, adjacency) are constant, identical in every process and large; by default DDP would
+    # send rank 0's copies to every process at construction and again before each forward. Parameters
+    # are still broadcast once at construction, so all processes start from rank 0's initialisation.
+    device = config["device"]
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return model, ddp_without_buffer_sync(model, device_ids=[device.index])
+    return model, ddp_without_buffer_sync(model, device_ids=None)
 
 
 class SafeCheckpointMixin:
     r"""Mixed in front of any RecBole trainer class by :func:`recbole_metammf.utils.get_trainer`."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
+        with without_recbole_ddp(config):  # RecBole 1.2.1 would build a GPU-only wrapper
+            super().__init__(config, model)
+        self.distributed = not config["single_spec"]
+        if self.distributed:
+            # SyncBatchNorm conversion keeps the Parameter objects, so the optimizer built above still holds them
+            self.model, self.distributed_model = distributed_data_parallel(self.model, config)
         self.epoch_train_seconds = []  # wall time of each training epoch
         self.valid_history = []  # (epoch, valid result) of each evaluation during fit
         self.last_checkpoint_file = last_checkpoint_path(self.saved_model_file)
@@ -231,8 +277,23 @@ class SafeCheckpointMixin:
             "optimizer": self.optimizer.state_dict(),
         }
 
+    def _writes_checkpoints(self):
+        r"""One process writes: global rank 0. (RecBole's test, ``local_rank == 0``, is true once per node
+        in a multi-node run.) No collective call here, so a rank that skips the write cannot deadlock."""
+        return not self.distributed or dist.get_rank() == 0
+
+    def _load_everywhere(self, checkpoint_file):
+        r"""The checkpoint, read by rank 0 and sent to the other processes: they may run on nodes that
+        do not see rank 0's ``checkpoint_dir``, and their own ``saved_model_file`` names may differ
+        (RecBole names it by the second each process built its trainer). Every process must call this."""
+        if not self.distributed:
+            return checkpoint_file, load_checkpoint(checkpoint_file, self.device)
+        message = [checkpoint_file, load_checkpoint(checkpoint_file) if dist.get_rank() == 0 else None]
+        dist.broadcast_object_list(message, src=0)
+        return message[0], _to_device(message[1], self.device)
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not self._writes_checkpoints():
             return
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         save_checkpoint(self._checkpoint_state(epoch), saved_model_file)
@@ -240,8 +301,9 @@ class SafeCheckpointMixin:
             self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
 
     def _save_last_checkpoint(self, epoch, train_data, verbose=True):
-        r"""The complete training state after ``epoch``: a best checkpoint plus what exact resume needs."""
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        r"""The complete training state after ``epoch``: a best checkpoint plus what exact resume needs.
+        In a multi-process run the generators recorded are rank 0's."""
+        if not self._writes_checkpoints():
             return
         state = self._checkpoint_state(epoch)
         state.update(
@@ -290,8 +352,7 @@ class SafeCheckpointMixin:
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if eval_data and load_best_model:
-            checkpoint_file = model_file or self.saved_model_file
-            checkpoint = load_checkpoint(checkpoint_file, self.device)
+            checkpoint_file, checkpoint = self._load_everywhere(model_file or self.saved_model_file)
             restore_model(self.model, checkpoint)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)

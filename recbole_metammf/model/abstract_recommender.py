@@ -18,7 +18,7 @@ from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import BPRLoss
 from recbole.utils import FeatureSource, FeatureType, InputType
 
-from recbole_metammf.model.layers import MeanAggregationGCN, StaticFusion, bipartite_edge_index
+from recbole_metammf.model.layers import MeanAggregationGCN, StaticFusion, bipartite_edge_index, mean_aggregation_adjacency
 from recbole_metammf.utils import ConfigError, DataError, require_int
 
 
@@ -210,7 +210,8 @@ class FusionGCNBackbone:
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
         # training interactions only (RecBole hands the model the training dataset); built once
         edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
-        self.register_buffer("edge_index", edge_index, persistent=False)
+        adjacency = mean_aggregation_adjacency(edge_index, self.n_users + self.n_items)
+        self.register_buffer("adjacency", adjacency, persistent=False)
 
     @classmethod
     def check_config(cls, config):
@@ -222,7 +223,7 @@ class FusionGCNBackbone:
         user_branches = torch.split(self.user_embedding.weight, self.branch_widths, dim=1)
         users_out, items_out = [], []
         for gcn, user_branch, item_branch in zip(gcns, user_branches, self.branch_representations()):
-            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.edge_index)
+            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.adjacency)
             user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
             users_out.append(user_all)
             items_out.append(item_all)

