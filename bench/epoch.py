@@ -13,7 +13,7 @@ Figures per model: seconds per training epoch (median over the epochs), evaluati
 of the process, peak GPU memory on CUDA; MetaMMF's times also as ratios to BPR's and LightGCN's.
 ``--synthetic=SHAPE`` first writes the generator's data at ``--scale`` (``python -m
 dataset_converters.synthetic``, then the MMGCN converter) into ``--work`` (kept and reused) and saves
-RecBole's loaded dataset there (``save_dataset``), so the load is paid once. Everything printed is
+RecBole's loaded dataset there (``save_dataset``) for later loads with the same data settings. Everything printed is
 appended, with the machine and the date, to docs/BENCHMARKS.md.
 """
 
