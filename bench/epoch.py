@@ -114,7 +114,6 @@ def child(spec):
         "epoch_seconds": epochs,
         "train_batches": batches,
         "eval_seconds": eval_seconds,
-        "eval_users": valid_data.sample_size if hasattr(valid_data, "sample_size") else None,
         "valid_ndcg@20": result.get("ndcg@20"),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -241,7 +240,8 @@ def main(argv=None):
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "epochs (s): " + "; ".join(
         f"{row['model']} " + ", ".join(seconds(s) for s in row["epoch_seconds"]) for row in rows
-    ) + "; data load (s): " + ", ".join(f"{row['model']} {row['load_seconds']:.1f}" for row in rows), ""]
+    ) + "; data load (s): " + ", ".join(f"{row['model']} {row['load_seconds']:.1f}" for row in rows)
+        + "; model and trainer built (s): " + ", ".join(f"{row['model']} {row['build_seconds']:.1f}" for row in rows), ""]
     for row in rows:
         if row["profile"]:
             lines += [f"torch.profiler, {row['model']}, one more epoch (not timed above):", "", "```", row["profile"].rstrip(), "```", ""]

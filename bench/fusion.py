@@ -81,16 +81,20 @@ def max_relative_error(a, b):
     return ((a - b).abs().max() / b.abs().max().clamp(min=1e-30)).item()
 
 
-def differences(tower, features, meta, target, chunk):
-    r"""Largest relative difference between the two paths, over the output and every gradient."""
-    package_out = package_pass(tower, features, meta, target)
-    package_grads = gradients(tower, meta)
-    explicit_out = explicit_pass(tower, features, meta, target, chunk)
-    explicit_grads = gradients(tower, meta)
+def largest_difference(package_out, package_grads, explicit_out, explicit_grads):
+    r"""``(what, relative difference)`` of the two paths' output or gradient that differ most."""
     errors = {"output": max_relative_error(package_out, explicit_out)}
     errors.update({f"grad {name}": max_relative_error(package_grads[name], explicit_grads[name]) for name in package_grads})
     worst = max(errors, key=errors.get)
     return worst, errors[worst]
+
+
+def differences(tower, features, meta, target, chunk):
+    r"""Both paths once, untimed; their :func:`largest_difference`."""
+    package_out = package_pass(tower, features, meta, target)
+    package_grads = gradients(tower, meta)
+    explicit_out = explicit_pass(tower, features, meta, target, chunk)
+    return largest_difference(package_out, package_grads, explicit_out, gradients(tower, meta))
 
 
 def main(argv=None):
@@ -132,9 +136,7 @@ def main(argv=None):
     explicit_time, explicit_out = timed(device, lambda: explicit_pass(tower, features, meta, target, chunk))
     explicit_grads = gradients(tower, meta)
 
-    errors = {"output": max_relative_error(package_out, explicit_out)}
-    errors.update({f"grad {name}": max_relative_error(package_grads[name], explicit_grads[name]) for name in package_grads})
-    worst32 = max(errors, key=errors.get)
+    worst32, error32 = largest_difference(package_out, package_grads, explicit_out, explicit_grads)
     # equality is checked in float64, where only a wrong formula leaves a difference: in float32 the
     # explicit path's gradient of s sums in*out products per item and loses digits to cancellation
     n_check = min(n_items, args.check_items)
@@ -162,7 +164,7 @@ def main(argv=None):
         f"| explicit per-item W_i ({chunk:,} items per chunk; {all_weights_gb:,.1f} GB if built at once) | {explicit_time:.2f} |",
         "",
         f"same outputs and gradients: {'yes' if same else 'NO'} (float64, first {n_check:,} items: largest relative "
-        f"difference {error:.1e}, {worst}; float32, all items: {errors[worst32]:.1e}, {worst32})",
+        f"difference {error:.1e}, {worst}; float32, all items: {error32:.1e}, {worst32})",
         "",
         f"ratio: {ratio:.1f}",
         "",
