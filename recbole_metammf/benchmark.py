@@ -55,10 +55,14 @@ from recbole_metammf.utils import PROPERTIES_DIR, ConfigError, get_model, to_pla
 
 BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")
 HARMONISATION_FILE = os.path.join(BENCHMARK_DIR, "models.yaml")
-DEFAULT_MODELS = ["BPR", "NGCF", "LightGCN", "MetaMMF_MF", "MetaMMF_GCN"]
+DEFAULT_MODELS = ["Pop", "BPR", "NGCF", "LightGCN", "MetaMMF_MF", "MetaMMF_GCN", "MetaMMF_LightGCN"]
+FLOOR_MODEL = "Pop"  # every side-by-side table carries RecBole's Pop as the floor
+RANKED_METRICS = ["itemcoverage@20", "averagepopularity@20", "giniindex@20"]  # what a model ranks, not how well
+MIN_COVERAGE = 0.05  # ItemCoverage@20 under this is flagged: the model recommends a handful of items to everyone
 FIRST_SEED = 2020  # RecBole's default seed; --seeds=N runs 2020, 2021, ...
 METRICS = [f"{name}@{k}" for k in (10, 20) for name in ("precision", "recall", "hit", "ndcg")]
-SHORT_NAMES = {"precision": "P", "recall": "R", "hit": "Hit", "ndcg": "NDCG"}
+SHORT_NAMES = {"precision": "P", "recall": "R", "hit": "Hit", "ndcg": "NDCG", "itemcoverage": "ItemCoverage",
+               "averagepopularity": "AveragePopularity", "giniindex": "GiniIndex"}
 RUNNER_KEYS = ("seed", "checkpoint_dir")  # set per run by the runner; not part of a run's identity
 FORMAT_VERSION = 1
 
@@ -477,6 +481,39 @@ def comparison_tables(groups):
     return _md_table(header, md_rows), _csv_text(csv_header, csv_rows), rows
 
 
+def ranking_diagnosis(groups, floor=FLOOR_MODEL):
+    r"""Per label: the means of :data:`RANKED_METRICS` and the flags of a result that is no result —
+    ``at or below Pop`` (test recall@20 or NDCG@20 mean not above the floor model's, when it ran) and
+    ``coverage < 5%`` (ItemCoverage@20 under :data:`MIN_COVERAGE`)."""
+    floor_group = next((g for g in groups.values() if g["model"] == floor and g["records"]), None)
+    floor_means = {m: mean_std(list(_values(floor_group, m).values()))[0] for m in ("recall@20", "ndcg@20")} if floor_group else {}
+    rows = []
+    for label, group in groups.items():
+        if not group["records"]:
+            continue
+        means = {m: mean_std(list(_values(group, m).values()))[0] for m in RANKED_METRICS + ["recall@20", "ndcg@20"]}
+        flags = []
+        if floor_group is not None and group is not floor_group and any(
+            math.isfinite(means[m]) and means[m] <= floor_means[m] for m in floor_means
+        ):
+            flags.append(f"at or below {floor}")
+        coverage = means["itemcoverage@20"]
+        if math.isfinite(coverage) and coverage < MIN_COVERAGE:
+            flags.append(f"coverage < {MIN_COVERAGE:.0%}")
+        rows.append({"label": label, "means": means, "flags": flags})
+    return rows
+
+
+def diagnosis_tables(groups):
+    r"""Markdown and CSV of :func:`ranking_diagnosis`."""
+    rows = ranking_diagnosis(groups)
+    header = ["model", *[short_metric(m) for m in RANKED_METRICS], "flag"]
+    md_rows = [[r["label"], *[_fmt(r["means"][m], 4 if "popularity" not in m else 1) for m in RANKED_METRICS],
+                "; ".join(f"**{flag}**" for flag in r["flags"]) or "—"] for r in rows]
+    csv_rows = [[r["label"], *[r["means"][m] for m in RANKED_METRICS], ";".join(r["flags"])] for r in rows]
+    return _md_table(header, md_rows), _csv_text(["label", *RANKED_METRICS, "flags"], csv_rows), rows
+
+
 def variant_tables(groups):
     r"""Markdown and CSV for a preset: one row per label (model[variant]), a column per metric."""
     header = ["model", "variant", "seeds", *[short_metric(m) for m in METRICS]]
@@ -640,6 +677,17 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     _atomic_write(os.path.join(output_dir, "summary.csv"), csv_text)
     files["summary.csv"] = os.path.join(output_dir, "summary.csv")
 
+    md, csv_text, diagnosis = diagnosis_tables(groups)
+    sections.append(
+        "## What each model ranks (test split, mean over seeds)\n\n" + md + "\n\n"
+        "RecBole's ItemCoverage@20 (share of the items in at least one top-20 list), AveragePopularity@20 (mean "
+        "number of training interactions of the recommended items) and GiniIndex@20 (1 = every list the same "
+        f"items). *flag*: test recall@20 or NDCG@20 at or below {FLOOR_MODEL}'s (the floor; shown when {FLOOR_MODEL} "
+        f"ran), or ItemCoverage@20 under {MIN_COVERAGE:.0%}: such a result is a defect to find, not a finding."
+    )
+    _atomic_write(os.path.join(output_dir, "ranked.csv"), csv_text)
+    files["ranked.csv"] = os.path.join(output_dir, "ranked.csv")
+
     md, csv_text = efficiency_tables(groups)
     sections.append(
         "## Training cost\n\n" + md + "\n\n*epochs trained* includes the `stopping_step` epochs after the best one; "
@@ -701,4 +749,5 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     _atomic_write(os.path.join(output_dir, "summary.md"), "\n\n".join(sections) + "\n")
     files["summary.md"] = os.path.join(output_dir, "summary.md")
     logger.info(f"benchmark: tables and plots in {output_dir} (summary.md)")
-    return {"runs": runs, "records": records, "failures": failures, "comparison": table_rows, "files": files}
+    return {"runs": runs, "records": records, "failures": failures, "comparison": table_rows, "diagnosis": diagnosis,
+            "files": files}

@@ -1,9 +1,12 @@
 r"""Compatibility shims for the pinned third-party versions; each says who needs it and when it can go."""
 
 import contextlib
+import copy
 import os
 import warnings
 
+import torch
+from recbole.evaluator import Collector as RecBoleCollector
 from torch.nn.parallel import DistributedDataParallel
 
 
@@ -62,3 +65,24 @@ def make_recbole_dirs(config):
     """
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)
+
+
+class Collector(RecBoleCollector):
+    r"""RecBole's evaluation collector, moving only tensors to the CPU.
+
+    RecBole 1.2.1's ``get_data_struct`` calls ``.cpu()`` on everything it collected, but the
+    ``data.num_items`` (an int) that ``GiniIndex`` needs and the ``data.count_items`` (a Counter) that
+    ``ItemCoverage`` / ``AveragePopularity`` need are not tensors: ``AttributeError: 'int' object has no
+    attribute 'cpu'`` at the first evaluation. Remove when RecBole skips non-tensors there.
+    """
+
+    def get_data_struct(self):
+        data = self.data_struct._data_dict
+        for key, value in data.items():
+            if isinstance(value, torch.Tensor):
+                data[key] = value.cpu()
+        returned_struct = copy.deepcopy(self.data_struct)
+        for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
+            if key in self.data_struct:
+                del self.data_struct[key]
+        return returned_struct

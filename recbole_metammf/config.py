@@ -23,7 +23,7 @@ import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, get_model
+from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, get_model, modality_scaling
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -185,7 +185,7 @@ class Config(RecBoleConfig):
         load_col["item"] = item_columns
         self.final_config_dict["load_col"] = load_col
         self._check_modalities_in_item_file()
-        if self.final_config_dict.get("normalize_modalities") and not self.final_config_dict.get("normalize_field"):
+        if modality_scaling(self.final_config_dict) == "minmax" and not self.final_config_dict.get("normalize_field"):
             # RecBole's min-max normalisation of each field; only the multimodal models load these fields
             self.final_config_dict["normalize_field"] = list(self.final_config_dict["modalities"])
 

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from recbole.utils import set_color
 
-from recbole_metammf.compat import ddp_without_buffer_sync, without_recbole_ddp
+from recbole_metammf.compat import Collector, ddp_without_buffer_sync, without_recbole_ddp
 from recbole_metammf.utils import ConfigError, to_plain
 
 LAST_SUFFIX = "-last.pth"
@@ -212,6 +212,7 @@ class SafeCheckpointMixin:
     def __init__(self, config, model):
         with without_recbole_ddp(config):  # RecBole 1.2.1 would build a GPU-only wrapper
             super().__init__(config, model)
+        self.eval_collector = Collector(config)  # RecBole's, able to collect ItemCoverage / GiniIndex inputs
         self.distributed = not config["single_spec"]
         if self.distributed:
             # SyncBatchNorm conversion keeps the Parameter objects, so the optimizer built above still holds them

@@ -40,6 +40,24 @@ def require_int(config, key, minimum, note=""):
         raise ConfigError(f"{key}: got {value!r}; expected an integer >= {minimum}{hint}")
 
 
+MODALITY_SCALINGS = ("minmax", "standard", "l2", "none")
+
+
+def modality_scaling(config):
+    r"""``normalize_modalities`` as one of :data:`MODALITY_SCALINGS`: ``True`` is ``minmax`` (RecBole's
+    ``normalize_field``, the paper's releases), ``False`` or null is ``none``."""
+    value = config["normalize_modalities"]
+    if value is True:
+        return "minmax"
+    if value is False or value is None:
+        return "none"
+    if isinstance(value, str) and value.lower() in MODALITY_SCALINGS:
+        return value.lower()
+    raise ConfigError(
+        f"normalize_modalities: got {value!r}; expected one of {', '.join(MODALITY_SCALINGS)} (True = minmax, False = none)"
+    )
+
+
 def _module_names(package):
     module = importlib.import_module(package)
     return [name for _, name, _ in pkgutil.iter_modules(module.__path__)]

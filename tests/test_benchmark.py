@@ -219,3 +219,39 @@ def test_cli_refuses_what_is_not_a_setting(tiny_yaml, in_tmp_cwd):
         cli()(["--output=x", "--models=BPR", "stray"])
     with pytest.raises(SystemExit, match="seed"):
         cli()(["--output=x", "--dataset=tiny", "--models=BPR", "--seed=3", f"--config_files={tiny_yaml}"])
+
+
+def _group(model, seeds_to_results):
+    records = [{"seed": seed, "test_result": result} for seed, result in seeds_to_results.items()]
+    return {"model": model, "variant": None, "overrides": {}, "records": records}
+
+
+def test_results_at_or_below_pop_or_with_low_coverage_are_flagged():
+    base = {"itemcoverage@20": 0.2, "averagepopularity@20": 50.0, "giniindex@20": 0.9}
+    groups = {
+        "Pop": _group("Pop", {1: {**base, "recall@20": 0.06, "ndcg@20": 0.034, "itemcoverage@20": 0.006}}),
+        "Good": _group("Good", {1: {**base, "recall@20": 0.09, "ndcg@20": 0.041}}),
+        "BelowPop": _group("BelowPop", {1: {**base, "recall@20": 0.07, "ndcg@20": 0.030}}),
+        "Narrow": _group("Narrow", {1: {**base, "recall@20": 0.08, "ndcg@20": 0.040, "itemcoverage@20": 0.03}}),
+    }
+    flags = {row["label"]: row["flags"] for row in benchmark.ranking_diagnosis(groups)}
+    assert flags["Good"] == []
+    assert flags["BelowPop"] == ["at or below Pop"]
+    assert flags["Narrow"] == ["coverage < 5%"]
+    assert flags["Pop"] == ["coverage < 5%"]  # the floor is not compared with itself
+    md, csv_text, _ = benchmark.diagnosis_tables(groups)
+    assert "| BelowPop | 0.2000 | 50.0 | 0.9000 | **at or below Pop** |" in md
+    assert csv_text.splitlines()[0] == "label,itemcoverage@20,averagepopularity@20,giniindex@20,flags"
+
+
+def test_benchmark_summary_has_pop_and_what_each_model_ranks(tiny_yaml, in_tmp_cwd):
+    out = in_tmp_cwd / "bench_pop"
+    result = cli()(["--dataset=tiny", "--models=Pop,BPR", "--seeds=1", f"--output={out}",
+                    f"--config_files={tiny_yaml}", "--epochs=1", "--no-progress"])
+    assert not result["failures"]
+    assert {row["label"] for row in result["diagnosis"]} == {"Pop", "BPR"}
+    summary = (out / "summary.md").read_text()
+    assert "## What each model ranks" in summary
+    rows = read_csv(out / "ranked.csv")
+    assert [row["label"] for row in rows] == ["Pop", "BPR"]
+    assert all(0 < float(row["itemcoverage@20"]) <= 1 for row in rows)

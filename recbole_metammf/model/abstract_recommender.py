@@ -15,15 +15,25 @@ import torch
 import torch.nn as nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
-from recbole.model.loss import BPRLoss
+from recbole.model.loss import BPRLoss, EmbLoss
 from recbole.utils import FeatureSource, FeatureType, InputType
 
-from recbole_metammf.model.layers import MeanAggregationGCN, StaticFusion, bipartite_edge_index, mean_aggregation_adjacency
-from recbole_metammf.utils import ConfigError, DataError, require_int
+from recbole_metammf.model.layers import (
+    MeanAggregationGCN,
+    StaticFusion,
+    bipartite_edge_index,
+    light_gcn,
+    mean_aggregation_adjacency,
+    scale_modality,
+    sparse_adjacency,
+    symmetric_edge_weight,
+)
+from recbole_metammf.utils import ConfigError, DataError, modality_scaling, require_int
 
 
-def modality_features(dataset, modalities):
-    r"""The item modality features, concatenated in the order of ``modalities``.
+def modality_features(dataset, modalities, scaling="none"):
+    r"""The item modality features, each scaled by ``scaling`` (:func:`scale_modality`) and
+    concatenated in the order of ``modalities``.
 
     They come from RecBole's item features, so row ``j`` belongs to internal item id ``j`` and
     row 0 is the padding item. Returns the ``(n_items, sum of dims)`` float tensor and the dims.
@@ -49,6 +59,7 @@ def modality_features(dataset, modalities):
             row = int(bad.any(dim=1).nonzero()[0])
             token = dataset.id2token(dataset.iid_field, row)
             raise DataError(f"item field '{name}' holds NaN or inf (item '{token}', internal id {row})")
+    blocks = [scale_modality(block, scaling) for block in blocks]
     return torch.cat(blocks, dim=1), [block.shape[1] for block in blocks]
 
 
@@ -66,7 +77,7 @@ class MultimodalRecommender(GeneralRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.modalities = list(config["modalities"])
-        features, self.modality_dims = modality_features(dataset, self.modalities)
+        features, self.modality_dims = modality_features(dataset, self.modalities, modality_scaling(config))
         self.register_buffer("item_features", features, persistent=False)
         self.reg_weight = config["reg_weight"]
         self.loss_fct = BPRLoss()
@@ -81,6 +92,7 @@ class MultimodalRecommender(GeneralRecommender):
                 f"modalities: got {modalities!r}; expected a non-empty list of item float_seq field names, "
                 "e.g. [v_feat, a_feat]"
             )
+        modality_scaling(config)
 
     def forward(self, items=None):
         raise NotImplementedError
@@ -143,11 +155,30 @@ class FusionMFBackbone(MultimodalRecommender):
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.user_embedding = nn.Embedding(self.n_users, sum(self.branch_widths))
         self.apply(xavier_uniform_initialization)  # Linear and Embedding; meta fusion layers init themselves
+        self.fusion_scale = None
+        if config["balance_fusion"]:
+            self.fusion_scale = nn.Parameter(self._initial_balance())
+
+    @torch.no_grad()
+    def _initial_balance(self):
+        r"""One scale per branch: mean ``|e_i^c|`` over mean ``|fused_b(x_i)|`` at initialisation, so that
+        the fused and the ID halves of ``e_i`` start at the same size whatever the features' scale
+        (min-max features give ``|e_i^m|`` about 25x ``|e_i^c|`` on tiktok, and the fused half then
+        decides every score)."""
+        was_training = self.training
+        self.eval()  # no dropout in the measurement
+        fused = self.fuse(self.item_features[1:])
+        id_norm = self.item_embedding.weight[1:].norm(dim=1).mean()
+        scales = torch.stack([id_norm / branch.norm(dim=1).mean().clamp_min(1e-12) for branch in fused])
+        self.train(was_training)
+        return scales
 
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
         require_int(config, "embedding_size", minimum=1)
+        if not isinstance(config["balance_fusion"], bool):
+            raise ConfigError(f"balance_fusion: got {config['balance_fusion']!r}; expected True or False")
         layers = config["fusion_layers"]
         if (
             not isinstance(layers, (list, tuple))
@@ -177,7 +208,10 @@ class FusionMFBackbone(MultimodalRecommender):
             features, id_embedding = self.item_features, self.item_embedding.weight
         else:
             features, id_embedding = self.item_features[items], self.item_embedding(items)
-        return [torch.cat([fused, id_embedding], dim=-1) for fused in self.fuse(features)]
+        fused = self.fuse(features)
+        if self.fusion_scale is not None:
+            fused = [scale * branch for scale, branch in zip(self.fusion_scale, fused)]
+        return [torch.cat([branch, id_embedding], dim=-1) for branch in fused]
 
     def combine_branches(self, item_branches):
         r"""Item side of ``sum_b w_b e_u^b . e_i^b`` as one inner product with the concatenated user
@@ -206,7 +240,8 @@ class FusionGCNBackbone:
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.n_layers = config["n_layers"]
-        gcns = [MeanAggregationGCN(width, self.n_layers, config["dropout"]) for width in self.branch_widths]
+        last_activation = config["last_activation"]
+        gcns = [MeanAggregationGCN(width, self.n_layers, config["dropout"], last_activation) for width in self.branch_widths]
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
         # training interactions only (RecBole hands the model the training dataset); built once
         edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
@@ -217,6 +252,11 @@ class FusionGCNBackbone:
     def check_config(cls, config):
         super().check_config(config)
         require_int(config, "n_layers", minimum=1)
+        if not isinstance(config["last_activation"], bool):
+            raise ConfigError(
+                f"last_activation: got {config['last_activation']!r}; expected True (the paper's Eq. 18) "
+                "or False (the authors' code: no activation after the last layer)"
+            )
 
     def forward(self, items=None):
         gcns = [self.gcn] if isinstance(self.gcn, MeanAggregationGCN) else list(self.gcn)
@@ -230,6 +270,68 @@ class FusionGCNBackbone:
         user_all = users_out[0] if len(users_out) == 1 else torch.cat(users_out, dim=1)
         item_all = self.combine_branches(items_out)
         return user_all, (item_all if items is None else item_all[items])
+
+
+class FusionLightGCNBackbone:
+    r"""Mixin: LightGCN propagation (He et al., SIGIR 2020) over a :class:`FusionMFBackbone` subclass.
+
+    ``class X_LightGCN(FusionLightGCNBackbone, X_MF)``: the layer-0 embeddings are X_MF's (users'
+    ``e_u``, items' ``[e_i^m ; e_i^c]``, one branch); they are propagated ``n_layers`` times by the
+    symmetrically normalised training graph ``D^{-1/2} A D^{-1/2}`` (no weights, no nonlinearity) and the
+    layers averaged. The paper calls MetaMMF model-agnostic (Sec. 4.4); this is the backbone that the
+    strongest ID model of the field uses.
+
+    ``regularization``: ``parameters`` = Eq. 19's ``reg_weight * ||Phi||^2`` over all parameters;
+    ``embeddings`` = RecBole LightGCN's convention, ``reg_weight`` times RecBole's ``EmbLoss`` of the
+    batch's layer-0 user, positive and negative item embeddings (the fused part included).
+    """
+
+    REGULARIZATIONS = ("parameters", "embeddings")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if len(self.branch_dims) != 1:
+            raise ConfigError(f"{type(self).__name__}: LightGCN propagation takes one branch, got {len(self.branch_dims)}")
+        self.n_layers = config["n_layers"]
+        self.regularization = config["regularization"]
+        self.emb_loss = EmbLoss()
+        edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
+        n_nodes = self.n_users + self.n_items
+        adjacency = sparse_adjacency(edge_index, symmetric_edge_weight(edge_index, n_nodes), n_nodes)
+        self.register_buffer("norm_adjacency", adjacency, persistent=False)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require_int(config, "n_layers", minimum=0)
+        if config["regularization"] not in cls.REGULARIZATIONS:
+            raise ConfigError(
+                f"regularization: got {config['regularization']!r}; expected parameters (Eq. 19) "
+                "or embeddings (RecBole LightGCN's EmbLoss of the batch's layer-0 embeddings)"
+            )
+
+    def ego_embeddings(self):
+        r"""Layer-0 embeddings of all users and items."""
+        return self.user_embedding.weight, self.item_representation()
+
+    def forward(self, items=None):
+        user_ego, item_ego = self.ego_embeddings()
+        nodes = light_gcn(torch.cat([user_ego, item_ego]), self.norm_adjacency, self.n_layers)
+        user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
+        return user_all, (item_all if items is None else item_all[items])
+
+    def calculate_loss(self, interaction):
+        if self.regularization == "parameters":
+            return super().calculate_loss(interaction)
+        users = interaction[self.USER_ID]
+        pos_items, neg_items = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        user_ego, item_ego = self.ego_embeddings()
+        nodes = light_gcn(torch.cat([user_ego, item_ego]), self.norm_adjacency, self.n_layers)
+        user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
+        user_e, pos_e, neg_e = user_all[users], item_all[pos_items], item_all[neg_items]
+        bpr = self.loss_fct((user_e * pos_e).sum(-1), (user_e * neg_e).sum(-1))
+        reg = self.emb_loss(user_ego[users], item_ego[pos_items], item_ego[neg_items])
+        return bpr + self.reg_weight * reg
 
 
 class StaticFusionRecommender(FusionMFBackbone):

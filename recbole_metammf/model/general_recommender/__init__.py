@@ -1,4 +1,5 @@
 from recbole_metammf.model.general_recommender.earlyfusion_gcn import EarlyFusion_GCN
+from recbole_metammf.model.general_recommender.earlyfusion_lightgcn import EarlyFusion_LightGCN
 from recbole_metammf.model.general_recommender.earlyfusion_mf import EarlyFusion_MF
 from recbole_metammf.model.general_recommender.grcn import GRCN
 from recbole_metammf.model.general_recommender.hybridfusion_gcn import HybridFusion_GCN
@@ -7,6 +8,7 @@ from recbole_metammf.model.general_recommender.latefusion_gcn import LateFusion_
 from recbole_metammf.model.general_recommender.latefusion_mf import LateFusion_MF
 from recbole_metammf.model.general_recommender.lattice import LATTICE
 from recbole_metammf.model.general_recommender.metammf_gcn import MetaMMF_GCN
+from recbole_metammf.model.general_recommender.metammf_lightgcn import MetaMMF_LightGCN
 from recbole_metammf.model.general_recommender.metammf_mf import MetaMMF_MF
 from recbole_metammf.model.general_recommender.mmgcn import MMGCN
 from recbole_metammf.model.general_recommender.vbpr import VBPR
