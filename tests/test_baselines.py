@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_metammf.config import Config
+from recbole_metammf.model.general_recommender import grcn as grcn_module
 from recbole_metammf.model.layers import knn_graph, propagate, symmetric_edge_weight
 from recbole_metammf.quick_start import run_recbole_metammf
 from recbole_metammf.trainer import load_checkpoint
@@ -168,6 +169,89 @@ def test_lattice_refreshes_its_learned_graph_once_per_epoch(tiny_config):
     assert len(train_data) > 1 and len(calls) == 3
 
 
+def test_grcn_routes_on_one_direction_of_edges(tiny_config):
+    """GRCN as the reference (Model_routing.py): the routing GAT gets the one-direction user -> item
+    edges, so its messages reach item rows only and the user preferences come out unchanged; the
+    affinities, the content representations and the ID convolution use both directions."""
+    _, model, train_data, _, _ = build("GRCN", tiny_config)
+    src, dst = model.edge_index
+    n_train = train_data._dataset.inter_num
+    assert model.edge_index.shape == (2, n_train)
+    assert (src < model.n_users).all() and (dst >= model.n_users).all()
+    both = model.both_directions
+    assert both.shape == (2, 2 * n_train) and torch.equal(both[:, n_train:], model.edge_index.flip(0))
+    with torch.no_grad():
+        content = F.normalize(F.leaky_relu(model.projection(model.item_features)[0]), dim=1)
+        preference = F.normalize(model.preference[0].weight, dim=1)
+        x_hat, _ = grcn_module.attention_propagate(torch.cat([preference, content]), model.edge_index)
+        assert (x_hat[: model.n_users] == 0).all() and x_hat[model.n_users :].abs().sum() > 0
+        assert model.route(preference, content) is preference
+        model.routing_direction = "item_to_user"  # the paper's Eq. 2-4: users gather their items
+        routed = model.route(preference, content)
+        assert not torch.allclose(routed, preference)
+        torch.testing.assert_close(routed.norm(dim=1), torch.ones(model.n_users))
+
+
+def test_grcn_edge_weights_and_regulariser_follow_the_reference(tiny_config):
+    _, model, train_data, _, _ = build("GRCN", tiny_config)
+    assert model.weight_mode == "confid" and not model.pruning
+    assert model.embedding_size == 64 and model.content_size == 64
+    n_nodes = model.n_users + model.n_items
+    assert model.confidence.weight.std() < 3 * (2 / (n_nodes + 2)) ** 0.5  # xavier_normal_: near 0, as the reference
+    model.eval()
+    with torch.no_grad():
+        user_all, item_all = model.forward()
+        assert user_all.shape[1] == 64 + 2 * 64  # [ID ; content per modality]
+        # the ID part: e + A_w e + A_w^2 e with the weights max_m a_m * c_m(src), negative weights kept
+        both = model.both_directions
+        affinities = []
+        for m, projected in enumerate(model.projection(model.item_features)):
+            x = torch.cat([F.normalize(model.preference[m].weight, dim=1), F.normalize(F.leaky_relu(projected), dim=1)])
+            affinities.append(grcn_module.attention_propagate(x, both)[1])
+        weight = (torch.stack(affinities, 1) * model.confidence.weight[both[0]]).max(dim=1).values
+        assert (weight < 0).any()
+        dense = torch.zeros(n_nodes, n_nodes)
+        dense.index_put_((both[1], both[0]), weight, accumulate=True)
+        e = F.normalize(model.id_embedding.weight, dim=1)
+        expected = e + dense @ e + dense @ (dense @ e)
+        torch.testing.assert_close(torch.cat([user_all, item_all])[:, :64], expected, atol=1e-5, rtol=1e-4)
+    batch = next(iter(train_data))
+    users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    ids = model.id_embedding.weight
+    expected_reg = (ids[users].pow(2).mean() + (ids[pos + model.n_users].pow(2).mean() + ids[neg + model.n_users].pow(2).mean()) / 2
+                    + sum(p.weight[users].pow(2).mean() for p in model.preference))
+    torch.testing.assert_close(model.regularizer(users, pos, neg), expected_reg)
+
+
+def test_mmgcn_trains_its_id_embeddings_and_preferences(tiny_config):
+    """The reference never registers them as parameters (so never trains them); here they are."""
+    _, model, train_data, _, _ = build("MMGCN", tiny_config)
+    names = dict(model.named_parameters())
+    assert "id_embedding.weight" in names and "preference.0.weight" in names
+    model.calculate_loss(next(iter(train_data))).backward()
+    assert model.id_embedding.weight.grad.abs().sum() > 0 and model.preference[0].weight.grad.abs().sum() > 0
+    # first layer from the raw features (latent_size 0), 64-d after; concat combination; mean over modalities
+    assert model.projection is None and model.latent_size == 0
+    assert [layers[0].aggregate.in_features for layers in model.layers] == model.modality_dims
+    assert model.layers[0][0].combine.in_features == model.modality_dims[0] + 64
+    assert model.layers[0][1].combine.in_features == 128
+    model.eval()
+    with torch.no_grad():
+        user_all, item_all = model.forward()
+        outputs = []
+        for preference, block, layers in zip(model.preference, model.modality_inputs(), model.layers):
+            x = F.normalize(torch.cat([preference.weight, block]), dim=1)
+            for layer in layers:
+                h = F.leaky_relu(layer.aggregate(model.adjacency @ x))
+                x_hat = F.leaky_relu(layer.transform(x)) + model.id_embedding.weight
+                x = F.leaky_relu(layer.combine(torch.cat([h, x_hat], dim=1)))
+            outputs.append(x)
+        torch.testing.assert_close(torch.cat([user_all, item_all]), sum(outputs) / len(outputs))
+    _, projected, _, _, _ = build("MMGCN", {**tiny_config, "latent_size": 16, "combination": "add"})
+    assert [layers[0].aggregate.in_features for layers in projected.layers] == [16, 16]
+    assert projected.layers[0][0].combine.in_features == 16
+
+
 @pytest.mark.parametrize(
     "model_name,override,key",
     [
@@ -178,6 +262,8 @@ def test_lattice_refreshes_its_learned_graph_once_per_epoch(tiny_config):
         ("MMGCN", {"combination": "mean"}, "combination"),
         ("GRCN", {"weight_mode": "min"}, "weight_mode"),
         ("GRCN", {"content_size": 0}, "content_size"),
+        ("GRCN", {"routing_direction": "both"}, "routing_direction"),
+        ("MMGCN", {"latent_size": -1}, "latent_size"),
         ("LATTICE", {"lambda_coeff": 1.5}, "lambda_coeff"),
         ("LATTICE", {"knn_k": 0}, "knn_k"),
         ("HybridFusion_MF", {"modalities": []}, "modalities"),

@@ -88,12 +88,13 @@ def test_full_sort_predict_agrees_with_predict(model_name, tiny_config):
 @pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN"] + BASELINES)
 def test_item_representations_computed_once_per_evaluation(model_name, tiny_config):
     config_dict = {**tiny_config, "eval_batch_size": 91 * 7}  # 7 users per batch: several batches
-    config, model, _, _, test_data = build(model_name, config_dict)
+    config, model, train_data, _, test_data = build(model_name, config_dict)
     assert len(test_data) > 3
     calls = []
     original_forward = model.forward
     model.forward = lambda *args, **kwargs: calls.append(1) or original_forward(*args, **kwargs)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.eval_collector.data_collect(train_data)  # what fit() does first: item counts for ItemCoverage / GiniIndex
     trainer.evaluate(test_data, load_best_model=False)
     assert len(calls) == 1
     trainer.evaluate(test_data, load_best_model=False)
