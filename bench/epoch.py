@@ -102,6 +102,7 @@ def child(spec):
             synchronize(device)
         sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         profile = profiler.key_averages().table(sort_by=sort_by, row_limit=spec["profile"])
+    trainer.eval_collector.data_collect(train_data)  # what fit() does first: item counts of ItemCoverage etc.
     start = time.perf_counter()
     result = trainer.evaluate(valid_data, load_best_model=False, show_progress=spec["progress"])
     synchronize(device)

@@ -226,6 +226,7 @@ class SafeCheckpointMixin:
         self._epoch, self._batch = None, -1  # where training is, for the finite-loss check
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, *args, **kwargs):
+        self.eval_collector.data_collect(train_data)  # item counts of ItemCoverage etc., even when nothing is left to train
         if self._resumed and (self.start_epoch >= self.epochs or self.cur_step > self.stopping_step):
             # RecBole would overwrite the best checkpoint with the current model here; keep it instead
             self.logger.info(
