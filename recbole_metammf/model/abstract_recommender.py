@@ -113,14 +113,22 @@ class MultimodalRecommender(GeneralRecommender):
         r"""``||Phi||^2`` over all parameters (Eq. 19)."""
         return sum(parameter.pow(2).sum() for parameter in self.parameters())
 
+    def regularizer(self, users, pos_items, neg_items):
+        r"""The term weighted by ``reg_weight`` in the loss; Eq. 19's :meth:`l2_regularizer` unless a
+        model follows another reference (GRCN and MMGCN regularise the batch's embeddings)."""
+        return self.l2_regularizer()
+
+    def bpr_loss(self, user_e, pos_e, neg_e):
+        r"""BPR of the batch's users against their positive and negative items' representations."""
+        return self.loss_fct((user_e * pos_e).sum(-1), (user_e * neg_e).sum(-1))
+
     def calculate_loss(self, interaction):
         users = interaction[self.USER_ID]
         pos_items, neg_items = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
         user_all, item_repr = self.forward(torch.cat([pos_items, neg_items]))
-        user_e = user_all[users]
         pos_e, neg_e = item_repr.chunk(2)
-        bpr = self.loss_fct((user_e * pos_e).sum(-1), (user_e * neg_e).sum(-1))
-        return bpr + self.reg_weight * self.l2_regularizer()
+        bpr = self.bpr_loss(user_all[users], pos_e, neg_e)
+        return bpr + self.reg_weight * self.regularizer(users, pos_items, neg_items)
 
     def predict(self, interaction):
         user_all, item_all = self.all_representations()
@@ -310,26 +318,24 @@ class FusionLightGCNBackbone:
                 "or embeddings (RecBole LightGCN's EmbLoss of the batch's layer-0 embeddings)"
             )
 
-    def ego_embeddings(self):
-        r"""Layer-0 embeddings of all users and items."""
-        return self.user_embedding.weight, self.item_representation()
+    def propagate(self):
+        r"""Layer-0 embeddings of all users and items (``e_u``, ``[e_i^m ; e_i^c]``) and their LightGCN outputs."""
+        user_ego, item_ego = self.user_embedding.weight, self.item_representation()
+        nodes = light_gcn(torch.cat([user_ego, item_ego]), self.norm_adjacency, self.n_layers)
+        return (user_ego, item_ego), torch.split(nodes, [self.n_users, self.n_items])
 
     def forward(self, items=None):
-        user_ego, item_ego = self.ego_embeddings()
-        nodes = light_gcn(torch.cat([user_ego, item_ego]), self.norm_adjacency, self.n_layers)
-        user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
+        _, (user_all, item_all) = self.propagate()
         return user_all, (item_all if items is None else item_all[items])
 
     def calculate_loss(self, interaction):
         if self.regularization == "parameters":
             return super().calculate_loss(interaction)
+        # the layer-0 embeddings of the batch come from the same pass as the propagated ones
         users = interaction[self.USER_ID]
         pos_items, neg_items = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
-        user_ego, item_ego = self.ego_embeddings()
-        nodes = light_gcn(torch.cat([user_ego, item_ego]), self.norm_adjacency, self.n_layers)
-        user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
-        user_e, pos_e, neg_e = user_all[users], item_all[pos_items], item_all[neg_items]
-        bpr = self.loss_fct((user_e * pos_e).sum(-1), (user_e * neg_e).sum(-1))
+        (user_ego, item_ego), (user_all, item_all) = self.propagate()
+        bpr = self.bpr_loss(user_all[users], item_all[pos_items], item_all[neg_items])
         reg = self.emb_loss(user_ego[users], item_ego[pos_items], item_ego[neg_items])
         return bpr + self.reg_weight * reg
 

@@ -156,11 +156,3 @@ class GRCN(MultimodalRecommender):
             reg = reg + preference.weight[users2].pow(2).mean()
         return reg
 
-    def calculate_loss(self, interaction):
-        users = interaction[self.USER_ID]
-        pos_items, neg_items = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
-        user_all, item_repr = self.forward(torch.cat([pos_items, neg_items]))
-        user_e = user_all[users]
-        pos_e, neg_e = item_repr.chunk(2)
-        bpr = self.loss_fct((user_e * pos_e).sum(-1), (user_e * neg_e).sum(-1))
-        return bpr + self.reg_weight * self.regularizer(users, pos_items, neg_items)
