@@ -93,10 +93,11 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
-def plot_valid_curves(curves, valid_metric, path):
+def plot_valid_curves(curves, valid_metric, path, floors=None):
     r"""Fig. 6: the validation metric after each epoch. ``curves``: label -> list of per-seed curves,
     each a list of ``(epoch, value)``; one colour per label, the mean over seeds as a thick line (over
-    the epochs every seed reached) and each seed as a thin one."""
+    the epochs every seed reached) and each seed as a thin one. ``floors``: label -> value, drawn as a
+    dashed horizontal line (Pop, which does not train by epochs)."""
     plt = _pyplot()
     many = len(curves) > 10  # tab10 would repeat colours: tab20, and a second line style past 10
     fig, ax = plt.subplots(figsize=(9 if many else 7, 4.5))
@@ -113,6 +114,8 @@ def plot_valid_curves(curves, valid_metric, path):
             mean = np.mean([[v for _, v in c[:length]] for c in seed_curves if c], axis=0)
             epochs = [e + 1 for e, _ in seed_curves[0][:length]]
             ax.plot(epochs, mean, color=colour, linewidth=2, linestyle=style, marker="o", markersize=3, label=label)
+    for label, value in (floors or {}).items():
+        ax.axhline(value, color="black", linestyle=":", linewidth=1.5, label=f"{label} (floor)")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -55,8 +55,12 @@ from recbole_metammf.utils import PROPERTIES_DIR, ConfigError, get_model, to_pla
 
 BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")
 HARMONISATION_FILE = os.path.join(BENCHMARK_DIR, "models.yaml")
-DEFAULT_MODELS = ["Pop", "BPR", "NGCF", "LightGCN", "MetaMMF_MF", "MetaMMF_GCN", "MetaMMF_LightGCN"]
-FLOOR_MODEL = "Pop"  # every side-by-side table carries RecBole's Pop as the floor
+# Table 2: the floor, the ID models, the multimodal baselines, the static-fusion twin and MetaMMF on three backbones
+DEFAULT_MODELS = [
+    "Pop", "BPR", "NGCF", "LightGCN", "VBPR", "MMGCN", "GRCN", "LATTICE",
+    "EarlyFusion_MF", "EarlyFusion_GCN", "EarlyFusion_LightGCN", "MetaMMF_MF", "MetaMMF_GCN", "MetaMMF_LightGCN",
+]
+FLOOR_MODEL = "Pop"  # every side-by-side table carries Pop (model/general_recommender/pop.py: RecBole's, counting fixed) as the floor
 RANKED_METRICS = ["itemcoverage@20", "averagepopularity@20", "giniindex@20"]  # what a model ranks, not how well
 MIN_COVERAGE = 0.05  # ItemCoverage@20 under this is flagged: the model recommends a handful of items to everyone
 FIRST_SEED = 2020  # RecBole's default seed; --seeds=N runs 2020, 2021, ...
@@ -304,6 +308,7 @@ def run_one(run, output_dir):
         "config": final,
         "valid_metric": valid_metric,
         "best_valid_score": result["best_valid_score"],
+        "valid_score_bigger": result.get("valid_score_bigger", True),
         "best_valid_result": dict(result["best_valid_result"] or {}),
         "test_result": dict(result["test_result"]),
         "valid_curve": curve,
@@ -409,17 +414,33 @@ def paired_t_test(a, b):
     return float(p), len(seeds)
 
 
+def _valid_values(group):
+    return {r["seed"]: r["best_valid_score"] for r in group["records"] if r.get("best_valid_score") is not None}
+
+
+def selected_by_validation(groups, labels):
+    r"""Of ``labels``, the one with the best mean validation score (``valid_metric`` at the best epoch):
+    the comparison's pair is chosen on validation, never on the test metrics it reports."""
+    def key(label):
+        mean = mean_std(list(_valid_values(groups[label]).values()))[0]
+        if not math.isfinite(mean):
+            return -math.inf
+        bigger = groups[label]["records"][0].get("valid_score_bigger", True)
+        return mean if bigger else -mean
+    return max(labels, key=key, default=None)
+
+
 def comparison(groups):
     r"""The Table 2 rows: per metric, every label's mean and std, the best MetaMMF label against the
-    strongest other label (by mean, per metric), the improvement in % and the paired t-test's p-value."""
+    strongest other label, the improvement in % and the paired t-test's p-value. The two labels are
+    chosen once, by mean validation score (:func:`selected_by_validation`), and compared on every metric."""
     metammf = [label for label, g in groups.items() if is_metammf(g["model"]) and g["records"]]
     others = [label for label, g in groups.items() if not is_metammf(g["model"]) and g["records"]]
+    best, rival = selected_by_validation(groups, metammf), selected_by_validation(groups, others)
     rows = []
     for metric in METRICS:
         values = {label: _values(g, metric) for label, g in groups.items()}
         row = {"metric": metric, "cells": {label: mean_std(list(v.values())) for label, v in values.items()}}
-        best = max(metammf, key=lambda label: row["cells"][label][0], default=None)
-        rival = max(others, key=lambda label: row["cells"][label][0], default=None)
         improvement = p_value = float("nan")
         paired = 0
         if best is not None and rival is not None:
@@ -516,13 +537,17 @@ def diagnosis_tables(groups):
 
 def variant_tables(groups):
     r"""Markdown and CSV for a preset: one row per label (model[variant]), a column per metric."""
-    header = ["model", "variant", "seeds", *[short_metric(m) for m in METRICS]]
+    header = ["model", "variant", "seeds", "valid (selection)", *[short_metric(m) for m in METRICS]]
     md_rows, csv_rows = [], []
     for label, group in groups.items():
+        valid = mean_std(list(_valid_values(group).values()))
         cells = [mean_std(list(_values(group, metric).values())) for metric in METRICS]
-        md_rows.append([group["model"], group["variant"] or "—", len(group["records"]), *[_fmt_cell(*c) for c in cells]])
-        csv_rows.append([label, group["model"], group["variant"] or "", len(group["records"]), *[v for c in cells for v in c]])
-    csv_header = ["label", "model", "variant", "seeds", *[f"{m} {stat}" for m in METRICS for stat in ("mean", "std")]]
+        md_rows.append([group["model"], group["variant"] or "—", len(group["records"]), _fmt_cell(*valid),
+                        *[_fmt_cell(*c) for c in cells]])
+        csv_rows.append([label, group["model"], group["variant"] or "", len(group["records"]), *valid,
+                         *[v for c in cells for v in c]])
+    csv_header = ["label", "model", "variant", "seeds", "valid mean", "valid std",
+                  *[f"{m} {stat}" for m in METRICS for stat in ("mean", "std")]]
     return _md_table(header, md_rows), _csv_text(csv_header, csv_rows)
 
 
@@ -583,10 +608,14 @@ def plot_curves(groups, output_dir):
     curves = {
         label: [[(epoch, values.get(valid_metric)) for epoch, values in r["valid_curve"] if values.get(valid_metric) is not None]
                 for r in g["records"]]
-        for label, g in groups.items() if g["records"]
+        for label, g in groups.items() if g["records"] and g["model"] != FLOOR_MODEL
+    }
+    floors = {
+        label: mean_std(list(_valid_values(g).values()))[0]
+        for label, g in groups.items() if g["records"] and g["model"] == FLOOR_MODEL
     }
     path = os.path.join(output_dir, "valid_curves.png")
-    analysis.plot_valid_curves(curves, short_metric(valid_metric), path)
+    analysis.plot_valid_curves(curves, short_metric(valid_metric), path, floors=floors)
     return path
 
 
@@ -670,7 +699,8 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
         sections.append(
             "## Test results (mean ± std over seeds; Table 2, one row per metric)\n\n" + md + "\n\n"
             "Best of each row in bold. *best MetaMMF* / *strongest other*: the MetaMMF model and the other model "
-            "with the highest mean for that metric; *improv.*: (best MetaMMF − strongest other) / strongest other; "
+            "with the best mean validation score (the runs' `valid_metric` at their best epoch; chosen on validation, "
+            "the same pair in every row); *improv.*: (best MetaMMF − strongest other) / strongest other; "
             "*p-value*: paired t-test (`scipy.stats.ttest_rel`) between the two over the seeds both ran "
             "(— with fewer than 2 seeds). Std is the sample standard deviation."
         )

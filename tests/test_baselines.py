@@ -294,3 +294,20 @@ def test_cli_runs_a_baseline(in_tmp_cwd):
     out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test result" in out.stdout + out.stderr and "knn_k = 5" in out.stdout + out.stderr
+
+
+def test_pop_scores_every_training_interaction_whatever_the_batch(tiny_config):
+    # RecBole 1.2.1's Pop counts an item once per batch; the plugin's counts each interaction
+    from recbole.model.general_recommender.pop import Pop as RecBolePop
+
+    counts = {}
+    for batch_size in (16, 100000):  # many batches, and one batch holding every repeat
+        config, model, train_data, _, _ = build("Pop", {**tiny_config, "train_batch_size": batch_size})
+        assert isinstance(model, RecBolePop) and type(model) is not RecBolePop
+        for interaction in train_data:
+            model.calculate_loss(interaction)
+        counts[batch_size] = model.item_cnt.squeeze(1)
+    items = train_data._dataset.inter_feat[config["ITEM_ID_FIELD"]]
+    expected = torch.bincount(items, minlength=len(counts[16])).to(counts[16].dtype)
+    assert expected.max() > 1  # the tiny data repeats items, so the count is really tested
+    assert torch.equal(counts[16], expected) and torch.equal(counts[100000], expected)

@@ -109,3 +109,17 @@ def test_linear_last_layer_is_the_authors_gcn():
     assert torch.allclose(gcn(x, edge_index), expected)
     assert (gcn(x, edge_index) < -0.1).any()  # negative outputs survive: no LeakyReLU at the end
     assert "last_activation=False" in repr(gcn)
+
+
+def test_mean_layer_combination_averages_layers_zero_to_l(tiny_config):
+    torch.manual_seed(0)
+    gcn = MeanAggregationGCN(4, 2, dropout=0.0, layer_combination="mean")
+    x = torch.randn(5, 4)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 0, 3, 2, 0, 4]])
+    first, second = gcn.convs
+    h1 = torch.nn.functional.leaky_relu(first(x, edge_index))
+    h2 = torch.nn.functional.leaky_relu(second(h1, edge_index))
+    assert torch.allclose(gcn(x, edge_index), (x + h1 + h2) / 3)
+    assert "layer_combination=mean" in repr(gcn)
+    with pytest.raises(ConfigError, match="layer_combination: got 'sum'"):
+        build("MetaMMF_GCN", {**tiny_config, "layer_combination": "sum"})

@@ -249,7 +249,10 @@ class FusionGCNBackbone:
         super().__init__(config, dataset)
         self.n_layers = config["n_layers"]
         last_activation = config["last_activation"]
-        gcns = [MeanAggregationGCN(width, self.n_layers, config["dropout"], last_activation) for width in self.branch_widths]
+        gcns = [
+            MeanAggregationGCN(width, self.n_layers, config["dropout"], last_activation, config["layer_combination"])
+            for width in self.branch_widths
+        ]
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
         # training interactions only (RecBole hands the model the training dataset); built once
         edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
@@ -264,6 +267,11 @@ class FusionGCNBackbone:
             raise ConfigError(
                 f"last_activation: got {config['last_activation']!r}; expected True (the paper's Eq. 18) "
                 "or False (the authors' code: no activation after the last layer)"
+            )
+        if config["layer_combination"] not in MeanAggregationGCN.LAYER_COMBINATIONS:
+            raise ConfigError(
+                f"layer_combination: got {config['layer_combination']!r}; expected last (the paper's Eq. 18, "
+                "the authors' code) or mean (the mean of the layers 0..L, as LightGCN)"
             )
 
     def forward(self, items=None):

@@ -134,11 +134,17 @@ class MeanAggregationGCN(nn.Module):
     a scatter over the edges: 17 vs 32 ms per layer, forward and backward, on tiktok's graph).
 
     ``last_activation=False`` leaves the last layer linear, as the authors' code does (the paper's
-    Eq. 18 applies LeakyReLU at every layer).
+    Eq. 18 applies LeakyReLU at every layer). ``layer_combination``: ``last`` = ``e^{(L)}`` (the paper
+    and the authors' code), ``mean`` = the mean of ``e^{(0)} .. e^{(L)}`` (LightGCN's combination).
     """
 
-    def __init__(self, dim, n_layers, dropout=0.0, last_activation=True):
+    LAYER_COMBINATIONS = ("last", "mean")
+
+    def __init__(self, dim, n_layers, dropout=0.0, last_activation=True, layer_combination="last"):
         super().__init__()
+        if layer_combination not in self.LAYER_COMBINATIONS:
+            raise ValueError(f"layer_combination: got {layer_combination!r}; expected one of {self.LAYER_COMBINATIONS}")
+        self.layer_combination = layer_combination
         self.convs = nn.ModuleList(SAGEConv(dim, dim, aggr="mean", bias=False) for _ in range(n_layers))
         self.dropout = nn.Dropout(dropout)
         self.last_activation = last_activation
@@ -147,15 +153,17 @@ class MeanAggregationGCN(nn.Module):
             glorot(conv.lin_r.weight)
 
     def forward(self, x, graph):
+        layers = [x]
         for n, conv in enumerate(self.convs):
             x = conv(x, graph)
             if self.last_activation or n < len(self.convs) - 1:
                 x = F.leaky_relu(x)
             x = self.dropout(x)
-        return x
+            layers.append(x)
+        return x if self.layer_combination == "last" else torch.stack(layers).mean(dim=0)
 
     def extra_repr(self):
-        return f"n_layers={len(self.convs)}, last_activation={self.last_activation}"
+        return f"n_layers={len(self.convs)}, last_activation={self.last_activation}, layer_combination={self.layer_combination}"
 
 
 def mean_aggregation_adjacency(edge_index, n_nodes):
