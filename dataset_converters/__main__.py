@@ -1,7 +1,7 @@
 r"""``python -m dataset_converters --format {mmgcn,metammf,mmssl,mmrec} --src DIR --dst DIR --name NAME``.
 
-Exit codes: 0 written; 2 the input (or an option) is wrong — the message names the file, the row or
-field and what was expected, and nothing is left in DST.
+Exit codes: 0 written; 2 the input, an option or DST is wrong — the message names the file, the row
+or field (or what happened to the file) and what was expected, and nothing is written or changed in DST.
 """
 
 import argparse
@@ -16,13 +16,39 @@ LOG_FORMAT = "%(asctime)-15s %(levelname)s  %(message)s"
 LOG_DATEFMT = "%a %d %b %Y %H:%M:%S"
 
 
+EPILOG = """\
+formats, options and examples: README.md, section "Your own data" (in this repository).
+
+exit codes: 0 written; 2 the input, an option or DST is wrong: one line
+  error: <file>: <row or field>: <what was expected>   (bad data)
+  error: <file>: <what happened>                       (DST not writable, a file, ...)
+and nothing is written or changed in DST.
+
+ids: user and item ids are 0-based and dense (every id up to the largest needs an
+  interaction), so an id >= the number of interactions is refused, naming the file,
+  row and id, before anything is allocated; --item-offset must be 0..the smallest item id.
+re-conversion: DST/NAME is replaced as a whole, atomically, only when it holds nothing
+  but the files an earlier conversion wrote (NAME.inter, NAME.train/valid/test.inter,
+  NAME.item, and NAME.yaml with the converter's first line); a file of yours in it
+  (e.g. NAME.notes) stops the conversion with nothing changed.
+users with no training interactions (a fixed split giving a user only validation or
+  test ones) are kept and reported in a warning with their count and first ids; a user
+  or item with no interaction at all is an error.
+pickles (.pkl, object .npy) are read with an allow-list: scipy sparse matrices, numpy
+  arrays and scalars (from numpy 1.16 on, any pickle protocol), plain containers.
+"""
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m dataset_converters",
         description="Convert a multimodal recommendation release to RecBole atomic files "
         "(DST/NAME/NAME[.train|.valid|.test].inter, NAME.item with v_feat/a_feat/t_feat, NAME.yaml).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--format", required=True, choices=FORMATS, help="the release's layout (see NOTES §4)")
+    p.add_argument("--format", required=True, choices=FORMATS,
+                   help="the release's layout (the formats table in README.md, \"Your own data\")")
     p.add_argument("--src", required=True, help="folder holding the release's files")
     p.add_argument("--dst", required=True, help="folder to write NAME/ into (e.g. dataset)")
     p.add_argument("--name", required=True, help="dataset name: RecBole's --dataset")
@@ -35,7 +61,7 @@ def build_parser():
         "--item-offset",
         default="auto",
         metavar="auto|N",
-        help="subtract N from item ids (mmgcn/metammf; auto: the user count when every item id is >= it)",
+        help="subtract N >= 0 from item ids (mmgcn/metammf; auto: the user count when every item id is >= it)",
     )
     p.add_argument(
         "--resplit",
@@ -59,13 +85,6 @@ def main(argv=None):
     )
     if args.quiet:
         atomic.PROGRESS = False
-    item_offset = args.item_offset
-    if item_offset != "auto":
-        try:
-            item_offset = int(item_offset)
-        except ValueError:
-            print(f"error: --item-offset: '{item_offset}'; expected auto or a non-negative integer", file=sys.stderr)
-            return 2
     try:
         convert(
             args.format,
@@ -73,7 +92,7 @@ def main(argv=None):
             args.dst,
             args.name,
             modality_files=args.modality_files,
-            item_offset=item_offset,
+            item_offset=args.item_offset,
             resplit=args.resplit,
             precision=args.precision,
         )

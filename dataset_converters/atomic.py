@@ -7,10 +7,13 @@ every feature matrix has one row per item, the text written, the temporary folde
 happens here, once, for all of them.
 
 Errors in the input raise :class:`ConversionError` with a message naming the file, the row or field
-and what was expected.
+and what was expected; so do file-system failures (``<file>: cannot write (<reason>)``). Ids are
+range-checked before anything sized by them is allocated, and a re-conversion replaces ``DST/NAME``
+only when it holds nothing but an earlier conversion's files (:func:`check_dst`).
 """
 
 import codecs
+import importlib
 import logging
 import os
 import pickle
@@ -33,6 +36,8 @@ MODALITY_KEYS = {"v": "v_feat", "a": "a_feat", "t": "t_feat"}
 SPLITS = ("train", "valid", "test")
 #: Key of the interactions of a source without a split.
 ALL = "all"
+#: First line of every ``NAME.yaml`` written here: how a re-conversion knows the folder is its own.
+YAML_HEADER = "# {name}: RecBole dataset config written by dataset_converters"
 
 #: Feature values above this count get a progress bar (``PROGRESS = False`` turns them off: ``-q``).
 _PROGRESS_MIN_VALUES = 2_000_000
@@ -49,16 +54,30 @@ class ConversionError(Exception):
 
 _SPARSE_CLASSES = {"coo_matrix", "csr_matrix", "csc_matrix", "coo_array", "csr_array", "csc_array"}
 
+#: numpy internals the pickles of arrays and scalars name, by module (without its ``numpy.core.`` /
+#: ``numpy._core.`` prefix): numpy 1.16-1.26 wrote ``multiarray`` or ``_multiarray_umath``, numpy 2
+#: writes ``numpy._core``. Each is resolved in the numpy installed here; no other module is imported.
+_NUMPY_INTERNALS = {
+    "multiarray": ("_reconstruct", "scalar"),
+    "_multiarray_umath": ("_reconstruct", "scalar"),
+    "numeric": ("_frombuffer",),
+}
 
-def _numpy_global(name):
-    # ``numpy.core`` (numpy 1.x) is ``numpy._core`` in numpy 2 pickles; resolve either in this numpy.
-    from numpy.core import multiarray, numeric
 
-    return {
-        "_reconstruct": multiarray._reconstruct,
-        "scalar": multiarray.scalar,
-        "_frombuffer": getattr(numeric, "_frombuffer", None),
-    }.get(name)
+def _numpy_internal(module, name):
+    r"""This numpy's object for ``numpy.core.MODULE.NAME`` / ``numpy._core.MODULE.NAME``, or None if not allowed."""
+    prefix, _, sub = module.rpartition(".")
+    if prefix not in ("numpy.core", "numpy._core") or name not in _NUMPY_INTERNALS.get(sub, ()):
+        return None
+    # numpy 2 has numpy._core (numpy.core is a deprecated alias); numpy 1.26 has only part of it
+    for package in ("numpy._core", "numpy.core"):
+        try:
+            obj = getattr(importlib.import_module(f"{package}.{sub}"), name, None)
+        except ImportError:
+            continue
+        if obj is not None:
+            return obj
+    return None
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -74,25 +93,37 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file, encoding="latin1")
         self.path = path
 
+    def _refuse(self, what):
+        raise ConversionError(
+            f"{self.path}: refusing to unpickle {what}: only scipy sparse matrices, numpy "
+            "arrays and plain lists/dicts/sets are allowed in these files"
+        )
+
+    def _reconstructor(self, cls, base, state):
+        # copyreg._reconstructor: how protocol 0/1 pickles build a plain object (a sparse matrix).
+        # With base ``object`` it only allocates (no constructor runs); anything else is refused.
+        if cls not in {getattr(scipy.sparse, n, None) for n in _SPARSE_CLASSES} or base is not object or state is not None:
+            self._refuse(f"copyreg._reconstructor({getattr(cls, '__name__', cls)!r}, {getattr(base, '__name__', base)!r})")
+        return object.__new__(cls)
+
     def find_class(self, module, name):
+        # Python 2 pickles say copy_reg / __builtin__: the stock find_class maps those names, an override sees them raw
         if module.startswith("scipy.sparse") and name in _SPARSE_CLASSES:
             return getattr(scipy.sparse, name)
         if module == "numpy" and name == "dtype":
             return np.dtype
         if module == "numpy" and name == "ndarray":
             return np.ndarray
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"):
-            obj = _numpy_global(name)
-            if obj is not None:
-                return obj
-        if module in ("builtins", "__builtin__") and name in ("set", "frozenset"):
-            return {"set": set, "frozenset": frozenset}[name]
+        obj = _numpy_internal(module, name)
+        if obj is not None:
+            return obj
+        if module in ("copyreg", "copy_reg") and name == "_reconstructor":
+            return self._reconstructor
+        if module in ("builtins", "__builtin__") and name in ("set", "frozenset", "object"):
+            return {"set": set, "frozenset": frozenset, "object": object}[name]  # object: the base above
         if module == "_codecs" and name == "encode":  # bytes in protocol-2 pickles
             return codecs.encode
-        raise ConversionError(
-            f"{self.path}: refusing to unpickle '{module}.{name}': only scipy sparse matrices, numpy "
-            "arrays and plain lists/dicts/sets are allowed in these files"
-        )
+        self._refuse(f"'{module}.{name}'")
 
 
 def _check_file(path):
@@ -193,45 +224,62 @@ class Converted:
     items_from_features: bool = False
 
 
-def to_ids(values, source, what, rows=None, row_label="row"):
-    r"""Integer ids from ``values`` (ints, integral floats or numeric strings); errors name the row."""
+#: Ids must fit in int64; the real bound (ids are dense, see :func:`dense_hint`) is checked where it is known.
+_INT64_LIMIT = 2**63
+
+
+def dense_hint(n_interactions, what="user"):
+    r"""Why ids above the interaction count are refused: 0-based dense ids, each needs an interaction."""
+    n = n_interactions
+    return f" (ids are 0-based and every {what} needs an interaction: {n} interactions hold at most {n} {what}s)"
+
+
+def to_ids(values, source, what, rows=None, row_label="row", limit=None, hint=""):
+    r"""Integer ids from ``values`` (ints, integral floats or numeric strings); errors name the row.
+
+    Every id must lie in ``0..limit-1`` (int64 without ``limit``). The range is checked on the values
+    as read, before the cast, so 1e20 is reported as out of range rather than wrapped around.
+    """
     values = np.asarray(values)
     where = (lambda k: f"{source}: {row_label} {int(rows[k]) if rows is not None else int(k)}")
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    if values.dtype.kind == "b" or values.dtype.kind not in "fOUS":
+    if values.dtype.kind == "b" or values.dtype.kind not in "iufOUS":
         raise ConversionError(f"{source}: {what} has dtype {values.dtype}; expected integer ids")
     if values.dtype.kind in "OUS":
         out = np.empty(len(values), dtype=np.float64)
         for k, v in enumerate(values.tolist()):
             try:
                 out[k] = float(v)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConversionError(f"{where(k)}: {what} {v!r} is not a number; expected an integer id") from None
         values = out
-    bad = ~np.isfinite(values) | (values != np.round(values))
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise ConversionError(f"{where(k)}: {what} {values[k]!r} is not an integer; expected an integer id")
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise ConversionError(f"{where(k)}: {what} {values[k]!r} is not an integer; expected an integer id")
+    if limit is None:  # int64 input always fits; uint64 and floats may not
+        limit = None if values.dtype.kind == "i" else _INT64_LIMIT
+    check_range(values, limit, source, what, rows=rows, row_label=row_label, hint=hint)
     return values.astype(np.int64)
 
 
 def check_range(ids, n, part_or_source, what, rows=None, row_label="row", hint=""):
-    r"""Raise if any id is negative or (when ``n`` is given) not below ``n``."""
+    r"""Raise if any id is negative or (when ``n`` is given) not below ``n``; ``ids`` may be floats."""
     where = (lambda k: part_or_source.where(k)) if isinstance(part_or_source, Part) else (
         lambda k: f"{part_or_source}: {row_label} {int(rows[k]) if rows is not None else int(k)}"
     )
     if len(ids) == 0:
         return
+    expected = f"expected ids {'>= 0' if n is None else f'0..{n - 1}'}{hint}"
     neg = ids < 0
     if neg.any():
         k = int(np.argmax(neg))
-        raise ConversionError(f"{where(k)}: {what} {int(ids[k])} is negative; expected ids 0..{'n-1' if n is None else n - 1}{hint}")
+        raise ConversionError(f"{where(k)}: {what} {int(ids[k])} is negative; {expected}")
     if n is not None:
         over = ids >= n
         if over.any():
             k = int(np.argmax(over))
-            raise ConversionError(f"{where(k)}: {what} {int(ids[k])} out of range; expected ids 0..{n - 1}{hint}")
+            raise ConversionError(f"{where(k)}: {what} {int(ids[k])} out of range; {expected}")
 
 
 def check_feature(arr, path, field_name):
@@ -347,7 +395,6 @@ def pairs_from_lists(seqs, source):
         rows.extend([r] * (len(seq) - 1))
     rows = np.asarray(rows, dtype=np.int64)
     list_users = to_ids(np.asarray(heads, dtype=object), source, "user id")
-    check_range(list_users, None, source, "user id")
     items = to_ids(np.asarray(flat, dtype=object), source, "item id", rows=rows)
     users = list_users[rows] if len(rows) else np.zeros(0, dtype=np.int64)
     return users, items, rows
@@ -366,7 +413,6 @@ def pairs_from_dict(obj, source):
         )
     keys = list(obj)
     users_of_keys = to_ids(np.asarray(keys, dtype=object), source, "user id (dict key)")
-    check_range(users_of_keys, None, source, "user id (dict key)")
     flat, rows = [], []
     for key, user in zip(keys, users_of_keys.tolist()):
         items = obj[key]
@@ -385,25 +431,42 @@ def pairs_from_dict(obj, source):
     return rows.copy(), items, rows
 
 
+def parse_item_offset(option):
+    r"""``--item-offset``: ``"auto"`` / None, or a non-negative integer (an int or its digits)."""
+    if option in (None, "auto"):
+        return "auto"
+    if isinstance(option, str) and option.isascii() and option.isdigit():
+        return int(option)
+    if isinstance(option, (int, np.integer)) and not isinstance(option, bool) and option >= 0:
+        return int(option)
+    raise ConversionError(f"--item-offset: {option!r}; expected auto or a non-negative integer")
+
+
 def apply_item_offset(parts, option):
     r"""Detect (or take from ``--item-offset``) the item id offset of ``parts`` and subtract it in place.
 
     Returns ``(n_users, n_items)``: one more than the largest user / item id after the offset.
     """
-    for part in parts.values():
-        check_range(part.users, None, part, "user id")
-        check_range(part.items, None, part, "item id")
-    users = [p.users for p in parts.values() if len(p.users)]
-    items = [p.items for p in parts.values() if len(p.items)]
-    if not users:
+    n_total = sum(len(p.users) for p in parts.values())
+    if not n_total:
         raise ConversionError(f"{', '.join(p.source for p in parts.values())}: no interactions")
-    n_users = int(max(u.max() for u in users)) + 1
-    offset = detect_item_offset(int(min(i.min() for i in items)), n_users, option)
+    # users first: one stray huge user id would pass for the user count and hide the item offset
+    for part in parts.values():
+        check_range(part.users, n_total, part, "user id", hint=dense_hint(n_total))
+    nonempty = [p for p in parts.values() if len(p.users)]
+    n_users = int(max(p.users.max() for p in nonempty)) + 1
+    min_item = min(int(p.items.min()) for p in nonempty)
+    offset = detect_item_offset(min_item, n_users, option)
+    if offset > min_item:
+        part = next(p for p in nonempty if int(p.items.min()) == min_item)
+        raise ConversionError(
+            f"{part.where(int(np.argmin(part.items)))}: item id {min_item} is smaller than the item offset {offset}; "
+            f"expected --item-offset 0..{min_item} (it is subtracted from every item id)"
+        )
     if offset:
         for part in parts.values():
             part.items = part.items - offset
-            check_range(part.items, None, part, "item id", hint=f" after subtracting the item offset {offset} (see --item-offset)")
-    n_items = int(max(p.items.max() for p in parts.values() if len(p.items))) + 1
+    n_items = int(max(p.items.max() for p in nonempty)) + 1
     return n_users, n_items
 
 
@@ -542,19 +605,41 @@ def _dedup(parts, n_items):
     return out
 
 
-def _check_coverage(clean, n_users, n_items, parts):
+def _missing_ids(ids, n, show=10):
+    r"""How many of ``0..n-1`` do not occur in ``ids`` (all in range) and the first ``show`` of them.
+
+    Memory in the number of ids, not in ``n``: the first missing ones lie below ``len(present) + show``.
+    """
+    present = np.unique(ids)
+    first = np.setdiff1d(np.arange(min(n, len(present) + show)), present)[:show]
+    return n - len(present), first
+
+
+def _id_list(what, count, first):
+    return f"{what} ids " + ", ".join(map(str, first.tolist())) + (", ..." if count > len(first) else "")
+
+
+def _check_coverage(parts, n_users, n_items):
     files = ", ".join(sorted({p.source for p in parts.values()}))
-    users = np.concatenate([u for u, _ in clean.values()])
-    items = np.concatenate([i for _, i in clean.values()])
-    for what, ids, n in (("user", users, n_users), ("item", items, n_items)):
-        empty = np.nonzero(np.bincount(ids, minlength=n) == 0)[0]
-        if len(empty):
-            show = ", ".join(map(str, empty[:10].tolist())) + (", ..." if len(empty) > 10 else "")
+    for what, n in (("user", n_users), ("item", n_items)):
+        count, first = _missing_ids(np.concatenate([getattr(p, what + "s") for p in parts.values()]), n)
+        if count:
             extra = " (one row per item of the feature files)" if what == "item" else ""
             raise ConversionError(
-                f"{files}: {len(empty)} {what}(s) of 0..{n - 1}{extra} have no interactions after conversion: "
-                f"{what} ids {show}; expected every {what} to have at least one interaction"
+                f"{files}: {count} {what}(s) of 0..{n - 1}{extra} have no interactions after conversion: "
+                f"{_id_list(what, count, first)}; expected every {what} to have at least one interaction"
             )
+
+
+def _report_users_without_training(clean, n_users, train_source):
+    r"""A fixed split may leave users with only validation / test interactions: kept, with a warning."""
+    count, first = _missing_ids(clean["train"][0], n_users, show=5)
+    if count:
+        logger.warning(
+            f"{train_source}: {count} user(s) have no training interactions, only validation or test ones: "
+            f"{_id_list('user', count, first)}; kept (models see them only in evaluation; "
+            "--resplit gives every user training interactions)"
+        )
 
 
 def _yaml_list(xs):
@@ -563,7 +648,7 @@ def _yaml_list(xs):
 
 def _write_yaml(path, name, conv, fields, split, resplit, counts, command):
     lines = [
-        f"# {name}: RecBole dataset config written by dataset_converters",
+        YAML_HEADER.format(name=name),
         f"#   {command}",
         f"# SRC = {conv.src_name}/ ({', '.join(conv.sources)})",
         f"# {conv.n_users} users, {conv.n_items} items, {sum(counts.values())} interactions"
@@ -616,23 +701,99 @@ def _write_item(path, n_items, features, precision):
             bar.update(e - s)
 
 
+def own_files(name):
+    r"""Every file name a conversion to ``NAME`` writes (either layout)."""
+    return {f"{name}.inter", f"{name}.item", f"{name}.yaml"} | {f"{name}.{k}.inter" for k in SPLITS}
+
+
+def _check_replaceable(final, name):
+    r"""Refuse unless ``final`` is absent, empty, or holds only files an earlier conversion wrote.
+
+    The folder is replaced as a whole (so the files always match each other): anything of the user's
+    in it (``NAME.notes``, a hand-made ``NAME.inter``) would be lost, so the conversion stops instead.
+    """
+    if not os.path.lexists(final):
+        return
+    if os.path.islink(final) or not os.path.isdir(final):
+        raise ConversionError(f"{final}: exists and is not a folder; remove it or choose another --name / --dst")
+    present = sorted(os.listdir(final))
+    if not present:
+        return
+    own = own_files(name)
+    foreign = [n for n in present if n not in own or os.path.islink(os.path.join(final, n))
+               or not os.path.isfile(os.path.join(final, n))]
+    yaml = os.path.join(final, f"{name}.yaml")
+    try:
+        with open(yaml, encoding="utf-8", errors="replace") as f:
+            ours = f.readline().rstrip("\n") == YAML_HEADER.format(name=name)
+    except OSError:
+        ours = False
+    if foreign or not ours:
+        why = (f"holds files this converter did not write: {', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}"
+               if foreign else f"holds {', '.join(present)} but no {name}.yaml written by this converter")
+        raise ConversionError(
+            f"{final}: {why}; nothing was changed (a re-conversion replaces the folder only when it holds "
+            "nothing but an earlier conversion's files): move them away, or choose another --name / --dst"
+        )
+
+
+def check_dst(dst, name):
+    r"""Before anything is read: ``DST`` must be (or be creatable as) a writable folder and ``DST/NAME`` replaceable."""
+    if os.path.lexists(dst) and not os.path.isdir(dst):
+        raise ConversionError(f"{dst}: is a file, not a folder; expected --dst to name the folder to write {name}/ into")
+    folder = os.path.abspath(dst)
+    while not os.path.exists(folder):  # makedirs starts at the nearest folder that exists
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise ConversionError(f"{folder}: is a file, not a folder; cannot create {dst} in it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConversionError(f"{folder}: not writable; expected --dst to be a folder you can write to (or create)")
+    final = os.path.join(dst, name)
+    _check_replaceable(final, name)
+    if os.path.isdir(final) and os.listdir(final) and not os.access(final, os.W_OK | os.X_OK):
+        raise ConversionError(f"{final}: not writable, so the earlier conversion in it cannot be replaced")
+
+
 def _replace_dir(tmp, final, name):
-    r"""Move ``tmp`` to ``final``; an existing ``final`` is replaced only if it holds nothing but ``NAME.*``."""
-    if os.path.exists(final):
-        if not os.path.isdir(final):
-            raise ConversionError(f"{final}: exists and is not a folder")
-        foreign = [n for n in os.listdir(final) if not n.startswith(name + ".")]
-        if foreign:
-            raise ConversionError(
-                f"{final}: exists and holds files other than {name}.*: {', '.join(sorted(foreign)[:5])}; "
-                "remove it or choose another --name / --dst"
-            )
-        old = final + f".old-{os.getpid()}"
-        os.rename(final, old)
+    r"""Move ``tmp`` to ``final``; an existing ``final`` must pass :func:`_check_replaceable`.
+
+    The old folder is renamed aside first and only the converter's own files are deleted from it
+    (never a recursive delete), so a file that appeared meanwhile survives there.
+    """
+    if not os.path.lexists(final):
         os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    _check_replaceable(final, name)
+    old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=os.path.dirname(final))
+    os.rename(final, old)  # onto the empty placeholder: atomic
+    try:
         os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    own = own_files(name)
+    for n in os.listdir(old):
+        if n in own:
+            os.remove(os.path.join(old, n))
+    try:
+        os.rmdir(old)
+    except OSError:
+        left = ", ".join(os.listdir(old))
+        logger.warning(f"{old}: the previous {name}/ kept files that appeared during the conversion: {left}")
+
+
+def _os_error(e, action, path, tmp=None):
+    r"""``<file>: cannot <action> (<reason>)`` for an OSError; ``path`` if it names no file.
+
+    While writing (``path`` = ``DST/NAME``, ``tmp`` its temporary folder) the message names the final
+    path, or ``DST`` for the temporary folder itself, never the temporary name.
+    """
+    where = str(e.filename) if e.filename is not None else path
+    if tmp is not None:
+        where = where.replace(tmp, path)
+    if where != path and os.path.basename(where).startswith(f".{os.path.basename(path)}."):
+        where = os.path.dirname(where)
+    return ConversionError(f"{where}: cannot {action} ({e.strerror or e}); nothing was written")
 
 
 def write_dataset(conv, dst, name, precision=None, resplit=None, command=""):
@@ -664,8 +825,9 @@ def write_dataset(conv, dst, name, precision=None, resplit=None, command=""):
                 f"{path}: {fld} has {arr.shape[0]} rows; expected {n_items}, one per item "
                 f"(the interactions hold item ids 0..{n_items - 1})"
             )
+    # before anything sized by the counts: duplicates never remove a user's or item's only interaction
+    _check_coverage(conv.parts, n_users, n_items)
     clean = _dedup(conv.parts, n_items)
-    _check_coverage(clean, n_users, n_items, conv.parts)
     split = ALL not in clean and resplit is None
     if split:
         for k in SPLITS:
@@ -673,6 +835,7 @@ def write_dataset(conv, dst, name, precision=None, resplit=None, command=""):
                 raise ConversionError(
                     f"{conv.parts[k].source}: the {k} split has no interactions; expected some (or --resplit to split at random)"
                 )
+        _report_users_without_training(clean, n_users, conv.parts["train"].source)
     if not split and resplit is None:
         resplit = (0.8, 0.1, 0.1)
     counts = {k: len(u) for k, (u, _) in clean.items()}
@@ -682,10 +845,10 @@ def write_dataset(conv, dst, name, precision=None, resplit=None, command=""):
         + f", modalities {list(conv.features)}"
     )
 
-    os.makedirs(dst, exist_ok=True)
-    final = os.path.join(dst, name)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dst)
+    final, tmp = os.path.join(dst, name), None
     try:
+        os.makedirs(dst, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=dst)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset folder should not be
@@ -701,8 +864,11 @@ def write_dataset(conv, dst, name, precision=None, resplit=None, command=""):
         _write_item(os.path.join(tmp, f"{name}.item"), n_items, {f: conv.features[f][0] for f in fields}, precision)
         _write_yaml(os.path.join(tmp, f"{name}.yaml"), name, conv, fields, split, resplit, counts, command)
         _replace_dir(tmp, final, name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if tmp is not None and os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder, never the user's
+        if isinstance(e, OSError):  # read-only, full disk, a file in the way: a message, not a traceback
+            raise _os_error(e, "write", final, tmp) from None
         raise
     logger.info(f"{name}: written to {final}")
     return final
@@ -721,8 +887,6 @@ def parse_ratios(spec):
 
 def convert(fmt, src, dst, name, modality_files=None, item_offset="auto", resplit=None, precision=None):
     r"""Read ``src`` in format ``fmt`` and write the RecBole dataset ``DST/NAME``; returns the folder."""
-    import importlib
-
     from dataset_converters import FORMATS
 
     if fmt not in FORMATS:
@@ -737,11 +901,13 @@ def convert(fmt, src, dst, name, modality_files=None, item_offset="auto", respli
         resplit = parse_ratios(resplit)
     if isinstance(modality_files, str):
         modality_files = parse_modality_files(modality_files)
+    item_offset = parse_item_offset(item_offset)
+    check_dst(dst, name)  # fail before a long read, not after it
     # recorded in the yaml; paths left out so that a conversion reads the same wherever it ran
     command = f"python -m dataset_converters --format {fmt} --src SRC --dst DST --name {name}"
     if modality_files:
         command += " --modality-files " + ",".join(f"{k[0]}={v or 'none'}" for k, v in modality_files.items())
-    if item_offset not in (None, "auto"):
+    if item_offset != "auto":
         command += f" --item-offset {item_offset}"
     if resplit:
         command += " --resplit " + ",".join(map(str, resplit))
@@ -749,6 +915,9 @@ def convert(fmt, src, dst, name, modality_files=None, item_offset="auto", respli
         command += f" --precision {precision}"
     module = importlib.import_module(f"dataset_converters.{fmt}")
     logger.info(f"reading {src} as the {fmt} format")
-    conv = module.read(src, modality_files=modality_files or {}, item_offset=item_offset)
+    try:
+        conv = module.read(src, modality_files=modality_files or {}, item_offset=item_offset)
+    except OSError as e:  # unreadable file or folder
+        raise _os_error(e, "read", src) from None
     conv.src_name = os.path.basename(os.path.normpath(src))
     return write_dataset(conv, dst, name, precision=precision, resplit=resplit, command=command)

@@ -74,8 +74,8 @@ def read(src, modality_files=None, item_offset="auto"):
     if os.path.exists(dict_path):
         users, items, _ = pairs_from_dict(load_npy(dict_path, allow_object=True), dict_path)
         train = parts["train"]
-        same = len(users) == len(train.users) and np.array_equal(
-            np.unique(users * (1 << 32) + items), np.unique(train.users * (1 << 32) + train.items)
+        same = len(users) == len(train.users) and np.array_equal(  # pairs compared as rows: no key overflow
+            np.unique(np.stack([users, items], 1), axis=0), np.unique(np.stack([train.users, train.items], 1), axis=0)
         )
         if not same:
             logger.warning(f"{dict_path}: differs from train.npy ({len(users)} vs {len(train.users)} pairs); train.npy is used")

@@ -17,7 +17,7 @@ from dataset_converters.atomic import (
     Converted,
     Part,
     SPLITS,
-    check_range,
+    dense_hint,
     load_modalities,
     to_ids,
 )
@@ -45,7 +45,7 @@ def find_inter(src):
 
 
 def read(src, modality_files=None, item_offset="auto"):
-    if item_offset not in (None, "auto", 0, "0"):
+    if item_offset not in ("auto", 0):
         raise ConversionError("--item-offset: MMRec ids are 0-based already; no offset applies")
     path = find_inter(src)
     if os.path.getsize(path) == 0:
@@ -62,12 +62,11 @@ def read(src, modality_files=None, item_offset="auto"):
     if len(df) == 0:
         raise ConversionError(f"{path}: no interactions (header only)")
     lines = np.arange(2, len(df) + 2)  # line numbers in the file (header is line 1)
-    users = to_ids(df["userID"].to_numpy(), path, "userID", rows=lines, row_label="line")
-    items = to_ids(df["itemID"].to_numpy(), path, "itemID", rows=lines, row_label="line")
-    labels = to_ids(df["x_label"].to_numpy(), path, "x_label", rows=lines, row_label="line")
-    check_range(users, None, path, "userID", rows=lines, row_label="line")
-    check_range(items, None, path, "itemID", rows=lines, row_label="line")
-    check_range(labels, 3, path, "x_label", rows=lines, row_label="line", hint=" (0 train, 1 valid, 2 test)")
+    ids = dict(rows=lines, row_label="line", limit=len(df))  # ids are dense: below the interaction count
+    users = to_ids(df["userID"].to_numpy(), path, "userID", hint=dense_hint(len(df)), **ids)
+    items = to_ids(df["itemID"].to_numpy(), path, "itemID", hint=dense_hint(len(df), "item"), **ids)
+    labels = to_ids(df["x_label"].to_numpy(), path, "x_label", rows=lines, row_label="line", limit=3,
+                    hint=" (0 train, 1 valid, 2 test)")
     parts = {}
     for k, split in enumerate(SPLITS):
         sel = labels == k

@@ -54,7 +54,7 @@ def read_matrix(path):
 
 
 def read(src, modality_files=None, item_offset="auto"):
-    if item_offset not in (None, "auto", 0, "0"):
+    if item_offset not in ("auto", 0):
         raise ConversionError("--item-offset: the mmssl format indexes items by matrix column; no offset applies")
     parts, shape0 = {}, None
     for split, fname in SPLIT_FILES.items():

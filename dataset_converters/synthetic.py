@@ -4,7 +4,7 @@ r"""Synthetic multimodal data of the paper's shapes, in the MMGCN raw format.
 writes ``DIR/train.npy``, ``val.npy``, ``test.npy``, ``user_item_dict.npy`` and the MMGCN feature
 files (``FeatureVideo_normal.npy``, ``FeatureAudio_avg_normal.npy``, ``FeatureText_stl_normal.npy``)
 with the user / item / interaction counts of the paper's Table 1 times S and its feature widths
-(NOTES §3); ``python -m dataset_converters --format mmgcn --src DIR ...`` converts it.
+(Liu et al., TOIS 2023); ``python -m dataset_converters --format mmgcn --src DIR ...`` converts it.
 
 The generative model:
 
@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 logger = logging.getLogger("dataset_converters")
 
-#: Table 1 of the paper and its feature widths (NOTES §3); kwai has no acoustic modality.
+#: Table 1 of the paper and its feature widths; kwai has no acoustic modality.
 SHAPES = {
     "movielens": {"users": 55485, "items": 5986, "interactions": 1239508, "dims": {"v": 2048, "a": 128, "t": 100}},
     "tiktok": {"users": 36656, "items": 76085, "interactions": 726065, "dims": {"v": 128, "a": 128, "t": 128}},

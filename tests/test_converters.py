@@ -3,9 +3,13 @@ r"""Tests of ``dataset_converters``: each format round-trips through RecBole, ba
 Sources are built inside each test (a handful of users and items), so the whole file runs in seconds.
 """
 
+import errno
+import io
 import logging
 import os
 import pickle
+import pickletools
+import re
 import subprocess
 import sys
 
@@ -15,6 +19,7 @@ import scipy.sparse as sp
 
 from dataset_converters import ConversionError, convert
 from dataset_converters.__main__ import main
+import dataset_converters.atomic as atomic
 from dataset_converters.atomic import format_values, load_npy, load_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -176,7 +181,7 @@ def test_mmgcn_item_offset_option(tmp_path, rng):
     make_mmgcn(tmp_path / "src", rng)
     with pytest.raises(ConversionError, match=r"train\.npy: row 3: item id 6 out of range; expected ids 0\.\.5 \(one per row of FeatureVideo_normal\.npy"):
         convert("mmgcn", str(tmp_path / "src"), str(tmp_path / "ds"), "toy", item_offset=2)
-    with pytest.raises(ConversionError, match=r"train\.npy: row 0: item id -1 is negative.*item offset 6"):
+    with pytest.raises(ConversionError, match=r"train\.npy: row 0: item id 5 is smaller than the item offset 6; expected --item-offset 0\.\.5"):
         convert("mmgcn", str(tmp_path / "src"), str(tmp_path / "ds"), "toy", item_offset=6)
     assert not (tmp_path / "ds" / "toy").exists()
 
@@ -245,31 +250,6 @@ def test_duplicates_dropped_with_count(tmp_path, rng, caplog):
     assert "dropped 1 duplicate interactions (0 repeated within the file, 1 already in an earlier split)" in caplog.text
     with open(os.path.join(out, "baby.test.inter")) as f:
         assert len(f.read().splitlines()) == 1 + len(TEST)
-
-
-def test_replaces_own_output_only(tmp_path, rng):
-    make_mmssl(tmp_path / "src", rng)
-    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
-    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy", precision=3)  # replaces
-    (tmp_path / "ds" / "toy" / "notes.txt").write_text("mine")
-    with pytest.raises(ConversionError, match="holds files other than toy"):
-        convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
-    assert (tmp_path / "ds" / "toy" / "notes.txt").exists()
-    assert sorted(os.listdir(tmp_path / "ds")) == ["toy"]
-
-
-def test_failure_while_writing_leaves_nothing(tmp_path, rng, monkeypatch):
-    import dataset_converters.atomic as atomic
-
-    make_mmssl(tmp_path / "src", rng)
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(atomic, "_write_yaml", boom)
-    with pytest.raises(OSError):
-        convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
-    assert os.listdir(tmp_path / "ds") == []
 
 
 # ------------------------------------------------------------------------------------------
@@ -426,6 +406,39 @@ def _no_modality(src, rng):
     os.remove(src / "audio_feat.npy")
 
 
+def _huge_user_id_mmgcn(src, rng):
+    make_mmgcn(src, rng)
+    tr = np.array([(u, i + N_USERS) for u, i in TRAIN])
+    tr[7, 0] = 3_000_000_000  # once taken for the user count: hid the item offset, then a 22 GiB bincount
+    _save(src / "train.npy", tr)
+
+
+def _huge_user_id_metammf(src, rng):
+    make_metammf(src, rng)
+    d = {u: [i + N_USERS for uu, i in TRAIN + VALID + TEST if uu == u] for u in range(N_USERS)}
+    d[3_000_000_000] = d.pop(3)
+    _save(src / "user_item_dict_sample.npy", np.array(d, dtype=object), allow_pickle=True)
+
+
+def _huge_user_id_mmrec(src, rng):
+    make_mmrec(src, rng, extra_lines=["1e20\t1\t5.0\t1\t0"])  # beyond int64: wrapped around before
+
+
+def _huge_item_id_mmrec(src, rng):
+    make_mmrec(src, rng, extra_lines=["2\t3000000000\t5.0\t1\t0"])
+
+
+def _beyond_int64_item(src, rng):
+    make_mmgcn(src, rng)
+    lists = _per_user_lists(TEST, N_USERS)
+    lists[3] = [3, 10**20]
+    _save(src / "test.npy", lists, allow_pickle=True)
+
+
+def _huge_matrix_shape(src, rng):
+    make_mmssl(src, rng, shape=(3_000_000_000, N_ITEMS))  # the shape is the user count: no per-user array
+
+
 BAD = [
     # (format, builder, pieces the message must hold)
     ("mmssl", _bad_feature_rows, ["image_feat.npy", "v_feat has 7 rows; expected 6"]),
@@ -440,7 +453,7 @@ BAD = [
     ("mmrec", _feature_strings, ["text_feat.npy", "non-numeric dtype"]),
     ("mmrec", _feature_pickled, ["image_feat.npy", "holds Python objects"]),
     ("mmssl", _id_out_of_range, ["trnMat.pkl: entry 3: item id 8 out of range; expected ids 0..5"]),
-    ("mmgcn", _negative_user, ["train.npy: row 7: user id -3 is negative"]),
+    ("mmgcn", _negative_user, ["train.npy: row 7: user id (column 0) -3 is negative; expected ids >= 0"]),
     ("mmrec", _negative_item_mmrec, ["baby.inter: line 23: itemID -4 is negative"]),
     ("mmrec", _non_numeric_mmrec, ["baby.inter: line 23: itemID 'abc' is not a number"]),
     ("mmrec", _bad_label_mmrec, ["baby.inter: line 23: x_label 7 out of range"]),
@@ -454,7 +467,38 @@ BAD = [
     ("mmssl", _malicious_pickle, ["tstMat.pkl", "refusing to unpickle", "system"]),
     ("mmssl", _not_a_matrix, ["valMat.pkl: holds a dict; expected a scipy sparse"]),
     ("mmssl", _no_modality, ["no modality feature file found"]),
+    # ids are range-checked before anything sized by them is allocated (N = 21 or 22 interactions)
+    ("mmgcn", _huge_user_id_mmgcn, ["train.npy: row 7: user id 3000000000 out of range; expected ids 0..20 (ids are 0-based"]),
+    ("metammf", _huge_user_id_metammf, ["user_item_dict_sample.npy: user 3000000000: user id 3000000000 out of range; expected ids 0..20"]),
+    ("mmrec", _huge_user_id_mmrec, ["baby.inter: line 23: userID 100000000000000000000 out of range; expected ids 0..21"]),
+    ("mmrec", _huge_item_id_mmrec, ["baby.inter: line 23: itemID 3000000000 out of range; expected ids 0..21"]),
+    ("mmgcn", _beyond_int64_item, ["test.npy: row 3: item id 100000000000000000000 out of range; expected ids 0..9223372036854775807"]),
+    ("mmssl", _huge_matrix_shape, ["2999999995 user(s) of 0..2999999999 have no interactions", "user ids 5, 6, 7"]),
 ]
+
+
+def assert_refused(rc, err, first_line):
+    r"""Exit code 2, one ``error: ...`` line starting with ``first_line``, no traceback."""
+    assert rc == 2, err
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(first_line), err
+
+
+def snapshot(folder):
+    r"""Every file under ``folder`` with its bytes (to show that nothing changed)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for n in files:
+            with open(os.path.join(root, n), "rb") as f:
+                out[os.path.relpath(os.path.join(root, n), folder)] = f.read()
+        out.update({os.path.relpath(os.path.join(root, d), folder) + "/": b"" for d in dirs})
+    return out
+
+
+def run_main(capsys, fmt, src, dst, *extra, name="x"):
+    rc = main(["--format", fmt, "--src", str(src), "--dst", str(dst), "--name", name, "-q", *extra])
+    return rc, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fmt,build,pieces", BAD, ids=[b[1].__name__.strip("_") for b in BAD])
@@ -462,10 +506,8 @@ def test_bad_input(tmp_path, rng, capsys, fmt, build, pieces):
     src = tmp_path / "baby"
     build(src, rng)
     dst = tmp_path / "ds"
-    rc = main(["--format", fmt, "--src", str(src), "--dst", str(dst), "--name", "x", "-q"])
-    err = capsys.readouterr().err
-    assert rc == 2
-    assert err.startswith("error: ") and "Traceback" not in err
+    rc, err = run_main(capsys, fmt, src, dst)
+    assert_refused(rc, err, "error: ")
     for piece in pieces:
         assert piece in err, err
     assert not dst.exists() or os.listdir(dst) == []  # nothing half-written
@@ -482,6 +524,216 @@ def test_cli_exit_code_and_no_traceback(tmp_path, rng):
     assert r.returncode == 2
     assert "image_feat.npy: v_feat row 4, column 2 is NaN" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "ds" / "x").exists()
+
+
+@pytest.mark.parametrize("value", ["-5", "x", "1.5"])
+def test_item_offset_must_be_a_non_negative_integer(tmp_path, rng, capsys, value):
+    make_mmgcn(tmp_path / "src", rng)
+    rc, err = run_main(capsys, "mmgcn", tmp_path / "src", tmp_path / "ds", "--item-offset", value)
+    assert_refused(rc, err, f"error: --item-offset: '{value}'; expected auto or a non-negative integer")
+    assert not (tmp_path / "ds").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# Users without training interactions: kept, reported
+# ------------------------------------------------------------------------------------------
+
+
+def test_users_without_training_interactions_are_reported(tmp_path, rng, capsys, caplog):
+    # users 1 and 4 keep only their validation / test interactions (every item still has a training one)
+    train = [p for p in TRAIN if p[0] not in (1, 4)] + [(0, 2), (3, 5)]
+    make_mmssl(tmp_path / "src", rng, train=train)
+    with caplog.at_level(logging.WARNING, logger="dataset_converters"):  # pytest holds the log handlers
+        rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds")
+    assert rc == 0 and err == ""
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'src' / 'trnMat.pkl'}: 2 user(s) have no training interactions, only validation or test ones: "
+        "user ids 1, 4; kept (models see them only in evaluation; --resplit gives every user training interactions)"
+    ]
+    with open(tmp_path / "ds" / "x" / "x.valid.inter") as f:
+        assert "1\t5\n" in f.read()  # kept
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataset_converters"):
+        rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds2", "--resplit", "0.8,0.1,0.1")
+    assert rc == 0 and not caplog.records  # a random split gives every user some
+
+
+# ------------------------------------------------------------------------------------------
+# Re-conversion: replaces an earlier conversion, never a file of the user's
+# ------------------------------------------------------------------------------------------
+
+
+def test_reconversion_replaces_an_earlier_conversion(tmp_path, rng):
+    make_mmssl(tmp_path / "src", rng)
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+    first = snapshot(tmp_path / "ds" / "toy")
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy", precision=3)
+    second = snapshot(tmp_path / "ds" / "toy")
+    assert second.keys() == first.keys() and second["toy.item"] != first["toy.item"]
+    # another layout: the earlier split files are the converter's own and go with the folder
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy", resplit="0.8,0.1,0.1")
+    assert sorted(os.listdir(tmp_path / "ds" / "toy")) == ["toy.inter", "toy.item", "toy.yaml"]
+    assert os.listdir(tmp_path / "ds") == ["toy"]  # no temporary or old folder left
+
+
+def _user_notes(final):
+    (final / "toy.notes").write_text("mine")
+
+
+def _user_file(final):
+    (final / "notes.txt").write_text("mine")
+
+
+def _user_folder(final):
+    (final / "toy.train.inter.bak").mkdir()
+
+
+def _hand_made_dataset(final):
+    # the user's own RecBole files, not a conversion: no toy.yaml with the converter's first line
+    for n in os.listdir(final):
+        os.remove(final / n)
+    (final / "toy.inter").write_text("user_id:token\titem_id:token\n0\t1\n")
+
+
+@pytest.mark.parametrize("build,first_line", [
+    (_user_notes, "holds files this converter did not write: toy.notes; nothing was changed"),
+    (_user_file, "holds files this converter did not write: notes.txt; nothing was changed"),
+    (_user_folder, "holds files this converter did not write: toy.train.inter.bak; nothing was changed"),
+    (_hand_made_dataset, "holds toy.inter but no toy.yaml written by this converter; nothing was changed"),
+], ids=lambda x: x.__name__.strip("_") if callable(x) else "")
+def test_reconversion_refuses_a_folder_with_files_of_the_user(tmp_path, rng, capsys, build, first_line):
+    make_mmssl(tmp_path / "src", rng)
+    final = tmp_path / "ds" / "toy"
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+    build(final)
+    before = snapshot(tmp_path / "ds")
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds", "--precision", "3", name="toy")
+    assert_refused(rc, err, f"error: {final}: {first_line}")
+    assert snapshot(tmp_path / "ds") == before  # the user's file and the earlier conversion untouched
+
+
+def test_reconversion_checks_again_before_replacing(tmp_path, rng, monkeypatch):
+    # a file the user adds while the conversion runs is not deleted either
+    make_mmssl(tmp_path / "src", rng)
+    final = tmp_path / "ds" / "toy"
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+    write_yaml = atomic._write_yaml
+
+    def user_adds_a_file(*a, **k):
+        _user_notes(final)
+        write_yaml(*a, **k)
+
+    monkeypatch.setattr(atomic, "_write_yaml", user_adds_a_file)
+    with pytest.raises(ConversionError, match="did not write: toy.notes"):
+        convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+    assert (final / "toy.notes").read_text() == "mine" and os.listdir(tmp_path / "ds") == ["toy"]
+
+
+# ------------------------------------------------------------------------------------------
+# File-system failures: error: <file>: <what happened>, exit code 2, nothing written
+# ------------------------------------------------------------------------------------------
+
+
+def test_dst_is_a_file(tmp_path, rng, capsys):
+    make_mmssl(tmp_path / "src", rng)
+    (tmp_path / "ds").write_text("a file of the user's")
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds")
+    assert_refused(rc, err, f"error: {tmp_path / 'ds'}: is a file, not a folder; expected --dst to name the folder")
+    assert (tmp_path / "ds").read_text() == "a file of the user's"
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds" / "sub")
+    assert_refused(rc, err, f"error: {tmp_path / 'ds'}: is a file, not a folder; cannot create")
+
+
+def test_dst_read_only(tmp_path, rng, capsys, monkeypatch):
+    make_mmssl(tmp_path / "src", rng)
+    dst = tmp_path / "ds"
+    dst.mkdir()
+    dst.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anyway: answer as the kernel would for anyone else
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: access(p, mode) and not (
+            mode & os.W_OK and os.path.abspath(p).startswith(str(dst))))
+    try:
+        rc, err = run_main(capsys, "mmssl", tmp_path / "src", dst)
+        assert_refused(rc, err, f"error: {dst}: not writable; expected --dst to be a folder you can write to")
+        rc, err = run_main(capsys, "mmssl", tmp_path / "src", dst / "new" / "deeper")
+        assert_refused(rc, err, f"error: {dst}: not writable; expected --dst to be a folder you can write to")
+        assert os.listdir(dst) == []
+    finally:
+        dst.chmod(0o755)
+
+
+def test_dst_that_fails_when_written(tmp_path, rng, capsys, monkeypatch):
+    # writable by its mode bits, refused by the file system (read-only mount, quota): the same message
+    make_mmssl(tmp_path / "src", rng)
+    dst = tmp_path / "ds"
+
+    def read_only_fs(prefix=None, dir=None, **k):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}abc123"))
+
+    monkeypatch.setattr(atomic.tempfile, "mkdtemp", read_only_fs)
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", dst)
+    assert_refused(rc, err, f"error: {dst}: cannot write (Read-only file system); nothing was written")
+    assert os.listdir(dst) == []
+
+
+def test_failure_while_writing_leaves_nothing(tmp_path, rng, capsys, monkeypatch):
+    make_mmssl(tmp_path / "src", rng)
+
+    def disk_full(path, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(atomic, "_write_yaml", disk_full)
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds")
+    final = tmp_path / "ds" / "x"
+    assert_refused(rc, err, f"error: {final / 'x.yaml'}: cannot write (No space left on device); nothing was written")
+    assert os.listdir(tmp_path / "ds") == []
+    # on a re-conversion the earlier version stays as it was
+    monkeypatch.undo()
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "x")
+    before = snapshot(tmp_path / "ds")
+    monkeypatch.setattr(atomic, "_write_yaml", disk_full)
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds", "--precision", "2")
+    assert_refused(rc, err, f"error: {final / 'x.yaml'}: cannot write (No space left on device)")
+    assert snapshot(tmp_path / "ds") == before
+
+
+def test_unreadable_source_file(tmp_path, rng, capsys, monkeypatch):
+    import dataset_converters.mmssl as mmssl
+
+    make_mmssl(tmp_path / "src", rng)
+
+    def denied(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(mmssl, "load_pickle", denied)
+    rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds")
+    assert_refused(rc, err, f"error: {tmp_path / 'src' / 'trnMat.pkl'}: cannot read (Permission denied)")
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("case", ["dst_is_a_file", "negative_item_offset", "user_notes"])
+def test_cli_refusals_print_no_traceback(tmp_path, rng, case):
+    # the real command line, for the refusals a user meets first
+    make_mmgcn(tmp_path / "src", rng)
+    args, dst = [], tmp_path / "ds"
+    if case == "dst_is_a_file":
+        dst.write_text("x")
+    elif case == "negative_item_offset":
+        args = ["--item-offset", "-5"]
+    else:
+        convert("mmgcn", str(tmp_path / "src"), str(dst), "x")
+        (dst / "x" / "x.notes").write_text("mine")
+    before = snapshot(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "dataset_converters", "--format", "mmgcn", "--src", str(tmp_path / "src"),
+         "--dst", str(dst), "--name", "x", *args],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    first = {"dst_is_a_file": f"error: {dst}: is a file", "negative_item_offset": "error: --item-offset: '-5'",
+             "user_notes": f"error: {dst / 'x'}: holds files this converter did not write: x.notes"}[case]
+    assert_refused(r.returncode, r.stderr, first)
+    assert snapshot(tmp_path) == before
 
 
 # ------------------------------------------------------------------------------------------
@@ -502,6 +754,107 @@ def test_restricted_loading_reads_the_pickled_layouts(tmp_path):
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle at all")
     with pytest.raises(ConversionError, match="junk.pkl: not a readable pickle"):
         load_pickle(str(tmp_path / "junk.pkl"))
+
+
+#: Where old and new numpy put ``_reconstruct`` / ``scalar`` in their pickles: 1.16-1.26 wrote
+#: ``numpy.core._multiarray_umath`` or ``numpy.core.multiarray``, numpy 2 ``numpy._core...``.
+NUMPY_PICKLE_MODULES = ["numpy.core._multiarray_umath", "numpy.core.multiarray", "numpy._core.multiarray",
+                        "numpy._core._multiarray_umath"]
+
+
+def numpy_pickle_as(obj, module, protocol):
+    r"""``obj`` pickled the way a numpy whose internals live in ``module`` writes it.
+
+    Pickled by this numpy, then the module of its GLOBAL opcodes renamed: in protocols 0-3 a GLOBAL is
+    a text line (``c<module>\n<name>\n``) with no length prefix, so the rename leaves a valid pickle
+    with exactly the names that numpy wrote.
+    """
+    data = pickle.dumps(obj, protocol=protocol)
+    data = re.sub(rb"c(numpy\.(?:_core|core)\.(?:_multiarray_umath|multiarray))\n", b"c" + module.encode() + b"\n", data)
+    names = {arg for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
+    assert f"{module} _reconstruct" in names and not any(" " not in n for n in names)
+    assert {n.split()[0] for n in names if n.startswith("numpy.") and n.split()[0] != "numpy"} == {module}
+    return data
+
+
+def save_npy_as(path, arr, module, protocol):
+    r"""An object ``.npy`` as ``np.save`` of that numpy writes it: the 1.0 header, then the pickle."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": arr.shape})
+        f.write(numpy_pickle_as(arr, module, protocol))
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("module", NUMPY_PICKLE_MODULES)
+def test_object_arrays_of_any_numpy_since_1_16_are_read(tmp_path, module, protocol):
+    d = {0: [5, 6], 1: {7, 8}, 2: [np.int64(9), np.float64(3.0)], 3: np.arange(3)}
+    save_npy_as(tmp_path / "d.npy", np.array(d, dtype=object), module, protocol)
+    got = load_npy(str(tmp_path / "d.npy"), allow_object=True).item()
+    assert got.keys() == d.keys() and got[0] == [5, 6] and got[1] == {7, 8}
+    assert got[2] == [9, 3.0] and type(got[2][0]) is np.int64
+    np.testing.assert_array_equal(got[3], np.arange(3))
+    lists = _per_user_lists(TEST, 0)  # MMGCN's val / test layout: a 1-D object array of lists
+    save_npy_as(tmp_path / "l.npy", lists, module, protocol)
+    assert load_npy(str(tmp_path / "l.npy"), allow_object=True).tolist() == lists.tolist()
+
+
+def test_metammf_release_written_by_numpy_1_16_converts(tmp_path, rng):
+    # the authors' user_item_dict_sample.npy as numpy 1.16 wrote it (protocol 2, numpy.core._multiarray_umath)
+    make_metammf(tmp_path / "src", rng)
+    d = {u: [np.int64(i + N_USERS) for uu, i in TRAIN + VALID + TEST if uu == u] for u in range(N_USERS)}
+    save_npy_as(tmp_path / "src" / "user_item_dict_sample.npy", np.array(d, dtype=object), "numpy.core._multiarray_umath", 2)
+    out = convert("metammf", str(tmp_path / "src"), str(tmp_path / "ds"), "mm")
+    with open(os.path.join(out, "mm.inter")) as f:
+        assert f.read().splitlines()[1:] == [f"{u}\t{i}" for u, i in sorted(TRAIN + VALID + TEST)]
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo", "csc"])
+def test_protocol_0_sparse_matrices_are_read(tmp_path, fmt):
+    m = _coo(TRAIN).asformat(fmt)
+    data = pickle.dumps(m, protocol=0)
+    assert b"ccopy_reg\n_reconstructor\n" in data and b"c__builtin__\nobject\n" in data  # as Python 2 wrote it
+    for variant in (data, data.replace(b"ccopy_reg\n", b"ccopyreg\n").replace(b"c__builtin__\n", b"cbuiltins\n")):
+        (tmp_path / "m.pkl").write_bytes(variant)
+        got = load_pickle(str(tmp_path / "m.pkl"))
+        assert type(got) is type(m) and got.shape == m.shape and (got != m).nnz == 0
+
+
+def test_mmssl_release_pickled_with_protocol_0_converts(tmp_path, rng):
+    make_mmssl(tmp_path / "src", rng)
+    for fname, pairs in (("trnMat.pkl", TRAIN), ("valMat.pkl", VALID), ("tstMat.pkl", TEST)):
+        (tmp_path / "src" / fname).write_bytes(pickle.dumps(_coo(pairs).tocsr(), protocol=0))
+    out = convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+    with open(os.path.join(out, "toy.train.inter")) as f:
+        assert f.read().splitlines()[1:] == [f"{u}\t{i}" for u, i in sorted(TRAIN)]
+
+
+REFUSED_PICKLES = {
+    "os_system": (b"cos\nsystem\n(Vtouch pwned.txt\ntR.", "'os.system'"),
+    "builtins_eval": (b"c__builtin__\neval\n(Vopen('pwned.txt', 'w')\ntR.", "'__builtin__.eval'"),
+    "builtins_getattr": (b"c__builtin__\ngetattr\n(c__builtin__\nobject\nV__subclasses__\ntR.", "'__builtin__.getattr'"),
+    "numpy_runstring": (b"cnumpy.testing._private.utils\nrunstring\n(Vopen('pwned.txt', 'w')\n(dtR.",
+                        "'numpy.testing._private.utils.runstring'"),
+    "numpy_other_internal": (b"cnumpy.core.multiarray\nfromfile\n(Vpwned.txt\ntR.", "'numpy.core.multiarray.fromfile'"),
+    "reconstructor_of_ndarray": (b"ccopy_reg\n_reconstructor\n(cnumpy\nndarray\nc__builtin__\nobject\nNtR.",
+                                 "copyreg._reconstructor('ndarray', 'object')"),
+    "reconstructor_on_other_base": (b"ccopy_reg\n_reconstructor\n(cscipy.sparse\ncsr_matrix\nc__builtin__\nset\n(ltR.",
+                                    "copyreg._reconstructor('csr_matrix', 'set')"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_PICKLES))
+def test_pickles_naming_code_are_refused(tmp_path, case):
+    data, what = REFUSED_PICKLES[case]
+    (tmp_path / "evil.pkl").write_bytes(data)
+    with pytest.raises(ConversionError) as e:
+        load_pickle(str(tmp_path / "evil.pkl"))
+    assert str(e.value).startswith(f"{tmp_path / 'evil.pkl'}: refusing to unpickle {what}: only scipy sparse")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|O", "fortran_order": False, "shape": ()})
+    (tmp_path / "evil.npy").write_bytes(header.getvalue() + data)  # the same behind an .npy header
+    with pytest.raises(ConversionError, match="refusing to unpickle"):
+        load_npy(str(tmp_path / "evil.npy"), allow_object=True)
+    assert not (tmp_path / "pwned.txt").exists()
 
 
 def test_float16_every_value_reads_back():
