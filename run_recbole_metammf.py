@@ -64,10 +64,25 @@ def parse_own_options(argv):
     return args, rest
 
 
-def print_recommendations(args):
+def print_recommendations(args, rest):
+    if rest:  # the checkpoint holds the settings; a --key=value here would be ignored
+        raise ConfigError(
+            f"{rest[0]}: not an option of --recommend, which takes --checkpoint, --users and --topk "
+            "(the other settings come from the checkpoint)"
+        )
     users = [user for user in args.users.split(",") if user]
+    if not users:
+        raise ConfigError(f"users: got {args.users!r}; expected user tokens separated by commas, e.g. --users=0,1,2")
     for user, items in recommend(args.checkpoint, users, topk=args.topk).items():
         print(f"{user}\t{' '.join(items)}")
+
+
+def check_settings(rest):
+    r"""Every argument left for RecBole's Config is a ``--key=value`` setting; RecBole would ignore the
+    others with a warning (``--epochs 5`` trains for the default number of epochs)."""
+    for arg in rest:
+        if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
+            raise ConfigError(f"{arg}: not an option; settings are given as --key=value (e.g. --epochs=5)")
 
 
 def main():
@@ -76,8 +91,10 @@ def main():
     config_files = parse_config_files(args.config_files)
     try:
         if args.recommend:
-            print_recommendations(args)
-        elif args.resume:
+            print_recommendations(args, rest)
+            return
+        check_settings(rest)
+        if args.resume:
             if args.nproc != 1 or args.world_size > 0:
                 raise ConfigError(
                     "nproc: a run is resumed in one process (the checkpoint holds the whole model and optimizer "

@@ -86,3 +86,42 @@ class Collector(RecBoleCollector):
             if key in self.data_struct:
                 del self.data_struct[key]
         return returned_struct
+
+
+# Keys RecBole 1.2.1 reads from its config without a default in any of its properties/*.yaml files:
+# the launch settings of its multi-process runs, values it derives itself, and a few settings that
+# only some models, metrics or data transforms read. recbole_metammf.config_keys accepts them next to
+# the keys of the yaml files. Review when the RecBole pin changes (grep its code for config["...").
+RECBOLE_KEYS_WITHOUT_DEFAULT = (
+    # torch.distributed launch (RecBole's run_recboles / the plugin's quick_start.run)
+    "local_rank", "world_size", "nproc", "offset", "ip", "port", "single_spec", "verbose",
+    # derived by RecBole's Config, trainers, models or transforms
+    "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_neg_sample_args", "test_neg_sample_args",
+    "feature_num", "MASK_INDEX", "MASK_ITEM_SEQ", "POS_ITEMS", "NEG_ITEMS", "CROP_ITEM_SEQ", "CROP_ITEM_SEQ_LEN",
+    "REORDER_ITEM_SEQ", "INVERSE_ITEM_SEQ",
+    # read without a default by one metric, dataset, transform, trainer or model
+    "tail_ratio", "token_num_threshold", "encoding", "eta", "xgb_early_stopping_rounds",
+    "cin", "contrast", "sim", "use_filter", "has_residual", "norm",
+)
+
+
+def physical_gpu_count():
+    r"""How many GPUs the machine has, without initialising CUDA; ``None`` when that cannot be told.
+
+    RecBole 1.2.1 sets ``CUDA_VISIBLE_DEVICES`` to ``gpu_id`` before torch first touches CUDA, so
+    ``gpu_id`` names physical GPUs; ``torch.cuda.device_count()`` cannot count them without fixing the
+    visible devices first. torch's private ``_raw_device_count_nvml`` asks the driver (NVML) instead;
+    torch 1.13 to at least 2.13 have it. Replace it when torch offers a public NVML count.
+    """
+    if not torch.backends.cuda.is_built():
+        return 0
+    count = getattr(torch.cuda, "_raw_device_count_nvml", None)
+    if count is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Can't initialize NVML" when there is no driver: unknown, said below
+            n = count()
+    except OSError:  # no libnvidia-ml (no NVIDIA driver, or a ROCm build): unknown
+        return None
+    return n if n >= 0 else None

@@ -1,7 +1,10 @@
 r"""Entry points: train and test one model (plugin or RecBole built-in) on one dataset, in one
 process or, through RecBole's torch.distributed support, in several (:func:`run`)."""
 
+import contextlib
 import logging
+import os
+import shlex
 import sys
 from logging import getLogger
 
@@ -13,6 +16,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_metammf.compat import make_recbole_dirs
 from recbole_metammf.config import Config, distributed_backend_and_device
+from recbole_metammf.config_checks import check_topk_against_items
 from recbole_metammf.trainer import load_checkpoint, restore_model
 from recbole_metammf.utils import ConfigError, get_model, get_trainer, require_int, to_plain
 
@@ -35,6 +39,7 @@ def _train_and_test(config, saved=True, verbose=True, resume=None):
     from that checkpoint (see :meth:`SafeCheckpointMixin.resume_checkpoint`)."""
     logger = getLogger()
     dataset = create_dataset(config)
+    check_topk_against_items(config, dataset)
     if verbose:
         logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
@@ -80,6 +85,38 @@ def resume_settings(resume, model=None, dataset=None, config_dict=None):
     return saved["model"], saved["dataset"], {**saved["external"], **(config_dict or {})}
 
 
+# the command of a multi-process run, for the log of each of its processes (they are started anew by spawn)
+_COMMAND_ENV = "RECBOLE_METAMMF_COMMAND"
+
+
+def command_line():
+    r"""The command that started this program, as a shell line that repeats it. ``sys.orig_argv``:
+    the scripts take their own options (``--model``, ``--dataset``, ``--config_files``, ...) out of
+    ``sys.argv`` before RecBole's Config reads it."""
+    return os.environ.get(_COMMAND_ENV) or shlex.join(sys.orig_argv)
+
+
+@contextlib.contextmanager
+def _command_for_children():
+    previous = os.environ.get(_COMMAND_ENV)
+    os.environ[_COMMAND_ENV] = command_line()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[_COMMAND_ENV]
+        else:
+            os.environ[_COMMAND_ENV] = previous
+
+
+def describe_device(device):
+    r"""The device a run uses, for its log: ``cuda:0 (NVIDIA H200)`` or ``cpu (2 threads)``."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"{device} ({threads} thread{'' if threads == 1 else 's'})"
+
+
 def run_recbole_metammf(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, resume=None):
     r"""Train and test ``model`` on ``dataset``, logging in RecBole's style; returns the results dict.
 
@@ -92,8 +129,9 @@ def run_recbole_metammf(model=None, dataset=None, config_file_list=None, config_
     seed_everything(config)
     init_logger(config)
     logger = getLogger()
-    logger.info(sys.argv)
+    logger.info(f"command: {command_line()}")
     logger.info(config)
+    logger.info(set_color("device", "yellow") + f": {describe_device(config['device'])}")
 
     result = _train_and_test(config, saved=saved, resume=resume)
 
@@ -142,9 +180,10 @@ def run(
 
     queue = mp.get_context("spawn").SimpleQueue()  # spawn: CUDA cannot be used in forked processes
     config_dict = {**(config_dict or {}), **launch}
-    processes = mp.spawn(
-        _run_process, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=False
-    )
+    with _command_for_children():
+        processes = mp.spawn(
+            _run_process, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=False
+        )
     # read the result while waiting: a result larger than the pipe's buffer (a long valid_history)
     # blocks its writer until it is read, so RecBole's join-then-read can wait forever
     result = None
@@ -207,10 +246,11 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
 
 
 def load_data_and_model(model_file):
-    r"""Rebuild the config, data and model of a checkpoint written by this package (safe load)."""
+    r"""Rebuild the config, data and model of a checkpoint written by this package (safe load).
+    The settings are the checkpoint's: the command line of the calling program is not read."""
     checkpoint = load_checkpoint(model_file)
     saved = checkpoint["config"]
-    config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=saved["external"])
+    config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=saved["external"], command_line=False)
     seed_everything(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)

@@ -148,16 +148,56 @@ def save_checkpoint(state, path):
             os.remove(tmp_path)
 
 
+# what every checkpoint of this package holds (see SafeCheckpointMixin._checkpoint_state)
+CHECKPOINT_KEYS = ("config", "epoch", "cur_step", "best_valid_score", "state_dict", "optimizer")
+
+
+def _torch_load_error(error):
+    r"""The informative part of torch.load's message: its weights-only errors open with a long hint to
+    load unsafely, which this package never does."""
+    text = str(error)
+    _, marker, detail = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (detail if marker else text).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    line = lines[0].split(". ")[0] if len(lines[0]) > 120 else lines[0]
+    # torch's own errors speak for themselves; a KeyError's message alone is a bare number
+    return line if isinstance(error, (RuntimeError, pickle.UnpicklingError)) else f"{type(error).__name__}: {line}"
+
+
 def load_checkpoint(path, map_location="cpu"):
-    r"""Read a checkpoint with the safe loader (no arbitrary unpickling)."""
+    r"""Read a checkpoint with the safe loader (no arbitrary unpickling). Anything else (a directory,
+    a truncated or damaged file, RecBole's own checkpoints, another program's file) is a
+    :class:`CheckpointError` naming the path; a missing file stays a ``FileNotFoundError``."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a directory, not a checkpoint; give a .pth file written by recbole-metammf")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except PermissionError as error:
+        raise CheckpointError(f"{path} cannot be read: {error.strerror}") from None
     except pickle.UnpicklingError as error:
-        # RecBole's own checkpoints pickle its Config: say so instead of torch's long hint to unpickle anyway
+        # RecBole's own checkpoints pickle their Config: say so instead of torch's long hint to unpickle anyway
         raise CheckpointError(
             f"{path} is not a checkpoint of recbole-metammf (it does not load with weights_only=True; "
-            f"RecBole's own checkpoints pickle their Config object): {str(error).splitlines()[0]}"
+            f"RecBole's own checkpoints pickle their Config object): {_torch_load_error(error)}"
         ) from None
+    except Exception as error:  # a cut or damaged file: RuntimeError, OSError, EOFError, KeyError, ... by where it breaks
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated, damaged, or not written by torch): {_torch_load_error(error)}"
+        ) from None
+    config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    if (
+        not isinstance(config, dict)
+        or not {"model", "dataset", "external"} <= set(config)
+        or not all(key in checkpoint for key in CHECKPOINT_KEYS)
+    ):
+        holds = f"a dict of {sorted(map(str, checkpoint))[:8]}" if isinstance(checkpoint, dict) else f"a {type(checkpoint).__name__}"
+        raise CheckpointError(
+            f"{path} is not a checkpoint of recbole-metammf: it holds {holds}, not {', '.join(CHECKPOINT_KEYS)}"
+        )
+    return checkpoint
 
 
 # set by quick_start.run for each process of a multi-process run: how that run was launched, not a
@@ -220,7 +260,7 @@ class SafeCheckpointMixin:
         self.epoch_train_seconds = []  # wall time of each training epoch
         self.valid_history = []  # (epoch, valid result) of each evaluation during fit
         self.last_checkpoint_file = last_checkpoint_path(self.saved_model_file)
-        self._save_last = False  # set by fit(saved=...)
+        self._save_last, self._verbose = False, True  # set by fit(saved=..., verbose=...)
         self._resumed = False
         self._pending_rng = None  # the resumed run's generators, restored when its first epoch starts
         self._epoch, self._batch = None, -1  # where training is, for the finite-loss check
@@ -235,7 +275,7 @@ class SafeCheckpointMixin:
                 f"{self.cur_step} evaluations without gain, stopping_step={self.stopping_step})"
             )
             return self.best_valid_score, self.best_valid_result
-        self._save_last = saved
+        self._save_last, self._verbose = saved, verbose
         result = super().fit(train_data, valid_data, verbose, saved, *args, **kwargs)
         if saved and self._epoch is not None:
             self._save_last_checkpoint(self._epoch, train_data, verbose)  # the state the run ended in
@@ -247,7 +287,7 @@ class SafeCheckpointMixin:
             self._pending_rng = None
         elif self._save_last and self._epoch is not None:
             # the previous epoch, its evaluation and early-stopping update are complete: that is the state to resume from
-            self._save_last_checkpoint(self._epoch, train_data, verbose=False)
+            self._save_last_checkpoint(self._epoch, train_data, verbose=self._verbose)
         self._epoch, self._batch = epoch_idx, -1
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
@@ -317,8 +357,10 @@ class SafeCheckpointMixin:
             }
         )
         save_checkpoint(state, self.last_checkpoint_file)
-        if verbose:
-            self.logger.info(set_color("Saving last", "blue") + f": {self.last_checkpoint_file}")
+        if verbose:  # after every epoch, so that the log tells where a killed run resumes from
+            self.logger.info(
+                set_color("Saving last", "blue") + f": {self.last_checkpoint_file} (after epoch {epoch}; the resume point)"
+            )
 
     def resume_checkpoint(self, resume_file):
         r"""Continue training from ``resume_file``: exactly from a ``-last.pth`` checkpoint, or, from a

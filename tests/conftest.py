@@ -1,6 +1,7 @@
 """Shared fixtures: a small multimodal dataset written as RecBole atomic files, and a clean cwd."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -50,6 +51,13 @@ def write_tiny_dataset(root, name="tiny", n_users=60, n_items=90, dims=(8, 6), s
         for i in range(n_items):
             f.write(f"{i}\t" + "\t".join(" ".join(f"{x:.6g}" for x in block[i]) for block in blocks) + "\n")
     return root, fields, blocks
+
+
+@pytest.fixture(autouse=True)
+def no_command_line_settings(monkeypatch):
+    """RecBole's Config reads every --key=value of sys.argv, and this package refuses unknown keys:
+    pytest's own options (--durations=10, --timeout=60) are not settings of the runs under test."""
+    monkeypatch.setattr(sys, "argv", sys.argv[:1])
 
 
 @pytest.fixture
