@@ -19,6 +19,8 @@ BASELINES = [
     "MMGCN",
     "GRCN",
     "LATTICE",
+    "BM3",
+    "FREEDOM",
 ]
 
 

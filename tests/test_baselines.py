@@ -311,3 +311,285 @@ def test_pop_scores_every_training_interaction_whatever_the_batch(tiny_config):
     expected = torch.bincount(items, minlength=len(counts[16])).to(counts[16].dtype)
     assert expected.max() > 1  # the tiny data repeats items, so the count is really tested
     assert torch.equal(counts[16], expected) and torch.equal(counts[100000], expected)
+
+
+# ---- ID-only graph baselines: GraphSAGE, GAT ----------------------------------------------------
+
+ID_GRAPH_BASELINES = ["GraphSAGE", "GAT"]
+
+
+def dense_training_graph(model, dataset):
+    r"""The training user-item graph as a dense ``(n_nodes, n_nodes)`` 0/1 matrix (both directions)."""
+    matrix = dataset.inter_matrix(form="coo")
+    n_nodes = model.n_users + model.n_items
+    dense = torch.zeros(n_nodes, n_nodes)
+    users = torch.as_tensor(matrix.row, dtype=torch.long)
+    items = torch.as_tensor(matrix.col, dtype=torch.long) + model.n_users
+    dense[users, items] = 1.0
+    dense[items, users] = 1.0
+    return dense
+
+
+@pytest.mark.parametrize("model_name", ID_GRAPH_BASELINES)
+def test_id_graph_baselines_train_and_evaluate_end_to_end(model_name, tiny_config):
+    result = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})
+    assert result["epochs"] == 1
+    assert set(METRICS) <= set(result["test_result"])
+    assert all(0.0 <= result["test_result"][m] <= 1.0 for m in METRICS)
+    assert load_checkpoint(result["checkpoint"])["config"]["model"] == model_name
+    # ID only: no item features loaded, 64-d ID embeddings, two layers (the paper's Sec. 5.3)
+    config, model, train_data, _, test_data = build(model_name, {**tiny_config, "eval_batch_size": 91 * 7})
+    assert not hasattr(model, "item_features") and "v_feat" not in config["load_col"]["item"]
+    assert model.embedding_size == 64 and len(model.gnn.convs) == 2
+    path = os.path.join(REPO_ROOT, "properties", "model", f"{model_name}.yaml")
+    lines = [line for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(("#", " "))]
+    assert lines and all("#" in line for line in lines)
+    # trains, scores consistently, and computes its representations once per evaluation
+    losses = fit_one_batch(model, next(iter(train_data)), steps=8)
+    assert losses[-1] < 0.7 * losses[0]
+    model.eval()
+    users, items = torch.tensor([1, 5, 9, 30, 59]), torch.tensor([1, 2, 40, 77, 90])
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: users}).view(len(users), -1)
+        torch.testing.assert_close(scores[torch.arange(5), items], model.predict({model.USER_ID: users, model.ITEM_ID: items}))
+    calls = []
+    original_forward = model.forward
+    model.forward = lambda *args, **kwargs: calls.append(1) or original_forward(*args, **kwargs)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.eval_collector.data_collect(train_data)
+    trainer.evaluate(test_data, load_best_model=False)
+    assert len(test_data) > 3 and len(calls) == 1
+
+
+def test_graphsage_layer_is_self_weight_plus_mean_of_neighbours(tiny_config):
+    """e' = W_1 e + W_2 mean_{j in N(i)} e_j on the training graph; the model is two such layers with
+    LeakyReLU, from its ID embeddings."""
+    _, model, train_data, _, _ = build("GraphSAGE", tiny_config)
+    model.eval()  # no dropout
+    adjacency = dense_training_graph(model, train_data._dataset)
+    degree = adjacency.sum(1, keepdim=True)
+    mean = adjacency / degree.clamp_min(1)  # isolated nodes (the padding item) aggregate nothing
+    torch.manual_seed(0)
+    x = torch.randn(adjacency.shape[0], 64)
+    with torch.no_grad():
+        for conv in model.gnn.convs:
+            w_self, w_neighbours = conv.lin_r.weight, conv.lin_l.weight
+            assert conv.lin_l.bias is None
+            torch.testing.assert_close(conv(x, model.graph_structure), x @ w_self.t() + (mean @ x) @ w_neighbours.t())
+        h = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        for conv in model.gnn.convs:
+            h = F.leaky_relu(h @ conv.lin_r.weight.t() + (mean @ h) @ conv.lin_l.weight.t())
+        user_all, item_all = model.forward()
+    torch.testing.assert_close(torch.cat([user_all, item_all]), h)
+
+
+def test_gat_attention_over_a_nodes_neighbours_sums_to_one_and_matches_hand_computation(tiny_config):
+    _, model, train_data, _, _ = build("GAT", tiny_config)
+    model.eval()
+    conv = model.gnn.convs[0]
+    # node 0 has neighbours 1, 2, 3 (and GATConv's self-loop); node 1 has neighbour 0
+    edge_index = torch.tensor([[1, 2, 3, 0], [0, 0, 0, 1]])
+    torch.manual_seed(0)
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        out, (edges, alpha) = conv(x, edge_index, return_attention_weights=True)
+        alpha = alpha.view(-1)
+        totals = torch.zeros(4).index_add_(0, edges[1], alpha)
+        torch.testing.assert_close(totals, torch.ones(4))  # every node has at least its self-loop
+        z = x @ conv.lin.weight.t()
+        source, target = z @ conv.att_src.view(-1), z @ conv.att_dst.view(-1)
+        neighbours = torch.tensor([1, 2, 3, 0])
+        expected = torch.softmax(F.leaky_relu(source[neighbours] + target[0], 0.2), dim=0)
+        into_zero = edges[1] == 0
+        order = torch.argsort(edges[0][into_zero])
+        torch.testing.assert_close(alpha[into_zero][order], expected[torch.argsort(neighbours)])
+        torch.testing.assert_close(out[0], expected @ z[neighbours] + conv.bias)
+        # node 3 has only its self-loop: attention 1 on itself
+        torch.testing.assert_close(out[3], z[3] + conv.bias)
+    # the model attends over the training graph: both directions of every interaction, as an edge index
+    n_train = train_data._dataset.inter_num
+    assert model.graph_structure.shape == (2, 2 * n_train)
+    torch.testing.assert_close(model.graph_structure[:, n_train:], model.graph_structure[:, :n_train].flip(0))
+
+
+# ---- FREEDOM ------------------------------------------------------------------------------------
+
+
+def test_freedom_freezes_the_knn_graph_of_the_features(tiny_config):
+    from recbole_metammf.model.layers import split_modalities
+
+    config = {**tiny_config, "modality_weights": [0.3, 0.7]}
+    _, model, train_data, _, _ = build("FREEDOM", config)
+    assert model.knn_k == 10 and model.modality_weights == [0.3, 0.7]
+    k, n = model.knn_k, model.n_items
+    expected = torch.zeros(n, n)
+    for block, weight in zip(split_modalities(model.item_features, model.modality_dims), [0.3, 0.7]):
+        unit = F.normalize(block[1:], dim=1)
+        neighbours = (unit @ unit.t()).topk(k, dim=1).indices + 1  # each item's 10 most similar items, itself included
+        binary = torch.zeros(n, n)
+        binary[torch.arange(1, n).repeat_interleave(k), neighbours.reshape(-1)] = 1.0
+        expected += weight * binary / k  # D^-1/2 A D^-1/2 of a graph with k entries per row: 1/k
+    frozen = model.item_adjacency.to_dense()
+    torch.testing.assert_close(frozen, expected)
+    assert (frozen[0] == 0).all() and (frozen[:, 0] == 0).all()  # the padding item has no neighbours
+    torch.testing.assert_close(frozen[1:].sum(1), torch.ones(n - 1))
+    assert (frozen.diagonal()[1:] > 0).all()
+    # frozen: training leaves it as it was, and it propagates the item ID embeddings once
+    fit_one_batch(model, next(iter(train_data)), steps=2)
+    torch.testing.assert_close(model.item_adjacency.to_dense(), expected)
+    model.eval()
+    with torch.no_grad():
+        _, item_all = model.forward()
+        ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        lightgcn = light_gcn_reference(ego, model.norm_adjacency.to_dense(), 2)[model.n_users :]
+        torch.testing.assert_close(item_all, lightgcn + expected @ model.item_embedding.weight)
+    # equal weights by default
+    _, default, _, _, _ = build("FREEDOM", tiny_config)
+    assert default.modality_weights == [0.5, 0.5]
+
+
+def light_gcn_reference(x, adjacency, n_layers):
+    layers = [x]
+    for _ in range(n_layers):
+        layers.append(adjacency @ layers[-1])
+    return sum(layers) / len(layers)
+
+
+def test_degree_sensitive_pruning_draws_edges_by_inverse_degree():
+    from recbole_metammf.model.layers import degree_sensitive_edge_sample
+
+    # users 0, 1; items 2, 3, 4; degrees u0 = 3, u1 = 1, i2 = 2, i3 = i4 = 1
+    edges = torch.tensor([[0, 0, 0, 1], [2, 3, 4, 2]])
+    weight = torch.tensor([1 / 6**0.5, 1 / 3**0.5, 1 / 3**0.5, 1 / 2**0.5])
+    torch.manual_seed(0)
+    draws = 20000
+    counts = torch.zeros(4)
+    for _ in range(draws):
+        kept = degree_sensitive_edge_sample(edges, 5, keep_ratio=0.25)  # int(4 * 0.25) = 1 edge
+        assert kept.shape == (2, 1)
+        counts += (edges == kept).all(0).float()
+    torch.testing.assert_close(counts / draws, weight / weight.sum(), atol=0.012, rtol=0)
+    kept = degree_sensitive_edge_sample(edges, 5, keep_ratio=0.5)
+    assert kept.shape == (2, 2) and len({tuple(edge) for edge in kept.t().tolist()}) == 2  # without replacement
+
+
+def test_freedom_prunes_its_user_item_graph_once_per_epoch(tiny_config):
+    _, model, train_data, _, _ = build("FREEDOM", tiny_config)
+    n_edges = model.interaction_edges.shape[1]
+    assert n_edges == train_data._dataset.inter_num and model.edge_dropout == 0.8
+    model.train()
+    pruned = model.user_item_graph()
+    assert pruned is model.user_item_graph()  # one draw for the whole epoch
+    n_kept = pruned._nnz() // 2  # both directions
+    assert n_kept == int(n_edges * (1 - 0.8)) and abs(n_kept - 0.2 * n_edges) <= 1  # the reference's count
+    # normalised anew: 1 / sqrt(d_u d_i) with the degrees of the kept graph
+    dense = pruned.to_dense()
+    binary = (dense > 0).float()
+    degree = binary.sum(1)
+    rows, cols = binary.nonzero().t()
+    torch.testing.assert_close(dense[rows, cols], (degree[rows] * degree[cols]).rsqrt())
+    kept_pairs = {(u, i) for u, i in zip(rows.tolist(), cols.tolist()) if u < model.n_users}
+    all_pairs = set(zip(model.interaction_edges[0].tolist(), model.interaction_edges[1].tolist()))
+    assert kept_pairs <= all_pairs
+    model.train()  # the trainer does this at the start of every epoch: a new draw
+    assert not torch.equal(model.user_item_graph().to_dense(), dense)
+    model.eval()  # evaluation uses the whole graph
+    assert model.user_item_graph() is model.norm_adjacency and model.norm_adjacency._nnz() == 2 * n_edges
+
+
+def test_freedom_loss_is_bpr_plus_weighted_modality_bpr(tiny_config):
+    _, model, train_data, _, _ = build("FREEDOM", {**tiny_config, "edge_dropout": 0.0, "reg_weight": 0.5})
+    batch = next(iter(train_data))
+    users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    with torch.no_grad():
+        user_all, item_all = model.forward()
+        u = user_all[users]
+
+        def bpr(p, q):
+            return -F.logsigmoid((u * p).sum(-1) - (u * q).sum(-1)).mean()
+
+        expected = bpr(item_all[pos], item_all[neg])
+        for layer, block in zip(model.projection.projections, torch.split(model.item_features, model.modality_dims, 1)):
+            expected = expected + 0.5 * bpr(layer(block[pos]), layer(block[neg]))
+        torch.testing.assert_close(model.calculate_loss(batch), expected)
+
+
+# ---- BM3 ----------------------------------------------------------------------------------------
+
+
+def test_bm3_alignment_vanishes_for_identical_views():
+    from recbole_metammf.model.layers import cosine_alignment_loss
+
+    torch.manual_seed(0)
+    z = torch.randn(7, 5, requires_grad=True)
+    torch.testing.assert_close(cosine_alignment_loss(z, z), torch.tensor(0.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(cosine_alignment_loss(3 * z, z), torch.tensor(0.0), atol=1e-6, rtol=0)  # scale-free
+    torch.testing.assert_close(cosine_alignment_loss(z, -z), torch.tensor(2.0))
+    target = torch.randn(7, 5, requires_grad=True)
+    cosine_alignment_loss(z, target).backward()
+    assert target.grad is None and z.grad is not None  # a stop-gradient on the target view
+
+
+def test_bm3_loss_without_dropout_and_identity_predictor_reduces_to_cosine_alignments(tiny_config):
+    """With no target dropout and f = identity: the graph terms are 2 (1 - mean cos(h_u, h_i)), the
+    intra-modality terms vanish, the inter-modality terms are 1 - mean cos(W_m x_i^m + b_m, h_i)."""
+    _, model, train_data, _, _ = build("BM3", tiny_config)
+    assert model.n_layers == 1 and model.cl_weight == 2.0 and model.reg_weight == 0.1
+    model.target_dropout = 0.0
+    with torch.no_grad():
+        model.predictor.weight.copy_(torch.eye(64))
+        model.predictor.bias.zero_()
+    batch = next(iter(train_data))
+    users, items = batch[model.USER_ID], batch[model.ITEM_ID]
+    # LightGCN (one layer) on the dense normalised training graph, plus the item ID embedding
+    adjacency = dense_training_graph(model, train_data._dataset)
+    d = adjacency.sum(1).clamp_min(1).rsqrt()
+    normalized = d[:, None] * adjacency * d[None, :]
+    ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach()
+    h = (ego + normalized @ ego) / 2
+    h_u, h_i = h[: model.n_users], h[model.n_users :] + model.item_embedding.weight.detach()
+    cos = F.cosine_similarity
+    expected = 2 * (1 - cos(h_u[users], h_i[items], dim=-1).mean())
+    for layer, block in zip(model.projection.projections, torch.split(model.item_features, model.modality_dims, 1)):
+        with torch.no_grad():
+            latent = layer(block[items])  # the fine-tuning offset starts at zero
+        expected = expected + 2.0 * (1 - cos(latent, h_i[items], dim=-1).mean())
+    expected = expected + 0.1 * (h_u.norm() + h_i.norm()) / model.n_items
+    model.train()
+    torch.testing.assert_close(model.calculate_loss(batch).detach(), expected, atol=1e-5, rtol=1e-5)
+    # the scores are the predictor's outputs: with f = identity, h_u . h_i
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict({model.USER_ID: torch.tensor([3])})
+    torch.testing.assert_close(scores, h_i @ h_u[3], atol=1e-5, rtol=1e-5)
+
+
+def test_bm3_and_freedom_fine_tune_their_features_as_an_offset(tiny_config):
+    for name in ["BM3", "FREEDOM"]:
+        _, model, train_data, _, _ = build(name, tiny_config)
+        assert "feature_offset.delta" in model.state_dict() and "item_features" not in model.state_dict()
+        raw = model.item_features.clone()
+        fit_one_batch(model, next(iter(train_data)), steps=2)
+        assert model.feature_offset.delta.abs().sum() > 0 and torch.equal(model.item_features, raw)
+        _, frozen, _, _, _ = build(name, {**tiny_config, "fine_tune_features": False})
+        assert frozen.feature_offset is None
+
+
+@pytest.mark.parametrize(
+    "model_name,override,key",
+    [
+        ("GAT", {"heads": 0}, "heads"),
+        ("GAT", {"attention_dropout": 1.0}, "attention_dropout"),
+        ("GraphSAGE", {"layer_combination": "max"}, "layer_combination"),
+        ("GraphSAGE", {"n_layers": 0}, "n_layers"),
+        ("BM3", {"cl_weight": -1.0}, "cl_weight"),
+        ("BM3", {"target_dropout": 1.0}, "target_dropout"),
+        ("FREEDOM", {"modality_weights": [1.0]}, "modality_weights"),
+        ("FREEDOM", {"modality_weights": [0.5, 0.6]}, "modality_weights"),
+        ("FREEDOM", {"edge_dropout": 1.0}, "edge_dropout"),
+        ("FREEDOM", {"fine_tune_features": "yes"}, "fine_tune_features"),
+    ],
+)
+def test_graph_and_self_supervised_baseline_settings_are_refused_before_loading(model_name, override, key, tiny_config):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        Config(model=model_name, dataset="tiny", config_dict={**tiny_config, **override})

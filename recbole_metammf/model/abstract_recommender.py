@@ -1,7 +1,12 @@
-r"""Base classes of the plugin's multimodal recommenders.
+r"""Base classes of the plugin's recommenders.
 
-* :class:`MultimodalRecommender` — item modality features as a buffer, BPR + L2 loss (Eq. 19),
-  representations computed once per evaluation. Every model of the plugin derives from it.
+* :class:`RepresentationRecommender` — inner-product scores of user and item representations,
+  BPR + L2 loss (Eq. 19), representations computed once per evaluation. Every model of the plugin
+  but Pop derives from it.
+* :class:`MultimodalRecommender` — the same with the item modality features as a buffer; every
+  multimodal model of the plugin derives from it.
+* :class:`IDGraphRecommender` — ID embeddings of users and items through a stack of graph
+  convolutions on the training user-item graph (the ID-only GraphSAGE and GAT baselines).
 * :class:`FusionMFBackbone` — MetaMMF_MF's matrix-factorisation backbone (Eq. 16) with the fusion
   left to the subclass: MetaMMF_MF supplies the meta-learned fusion, the static fusion baselines
   (:class:`StaticFusionRecommender`) supply static early / late / hybrid fusion.
@@ -21,12 +26,11 @@ from recbole.utils import FeatureSource, FeatureType, InputType
 from recbole_metammf.model.layers import (
     MeanAggregationGCN,
     StaticFusion,
-    bipartite_edge_index,
     light_gcn,
     mean_aggregation_adjacency,
+    normalized_training_graph,
     scale_modality,
-    sparse_adjacency,
-    symmetric_edge_weight,
+    training_graph,
 )
 from recbole_metammf.utils import ConfigError, DataError, modality_scaling, require_int
 
@@ -63,8 +67,9 @@ def modality_features(dataset, modalities, scaling="none"):
     return torch.cat(blocks, dim=1), [block.shape[1] for block in blocks]
 
 
-class MultimodalRecommender(GeneralRecommender):
-    r"""A general recommender that reads item modality features and trains with BPR (Eq. 19).
+class RepresentationRecommender(GeneralRecommender):
+    r"""A general recommender scored by the inner product of user and item representations, trained
+    with BPR (Eq. 19).
 
     Subclasses implement :meth:`forward`, which returns the representations of all users and those
     of the requested items (all items when ``items`` is None). In evaluation mode the
@@ -72,13 +77,9 @@ class MultimodalRecommender(GeneralRecommender):
     """
 
     input_type = InputType.PAIRWISE
-    requires_modalities = True  # Config adds ``modalities`` to the item columns RecBole loads
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.modalities = list(config["modalities"])
-        features, self.modality_dims = modality_features(dataset, self.modalities, modality_scaling(config))
-        self.register_buffer("item_features", features, persistent=False)
         self.reg_weight = config["reg_weight"]
         self.loss_fct = BPRLoss()
         self._representations = None
@@ -86,13 +87,6 @@ class MultimodalRecommender(GeneralRecommender):
     @classmethod
     def check_config(cls, config):
         r"""Refuse bad values of the keys this model reads, before any data is loaded."""
-        modalities = config["modalities"]
-        if not isinstance(modalities, (list, tuple)) or not modalities or not all(isinstance(m, str) for m in modalities):
-            raise ConfigError(
-                f"modalities: got {modalities!r}; expected a non-empty list of item float_seq field names, "
-                "e.g. [v_feat, a_feat]"
-            )
-        modality_scaling(config)
 
     def forward(self, items=None):
         raise NotImplementedError
@@ -137,6 +131,33 @@ class MultimodalRecommender(GeneralRecommender):
     def full_sort_predict(self, interaction):
         user_all, item_all = self.all_representations()
         return (user_all[interaction[self.USER_ID]] @ item_all.t()).view(-1)
+
+
+class MultimodalRecommender(RepresentationRecommender):
+    r"""A :class:`RepresentationRecommender` that reads item modality features (``modalities``):
+    their concatenation, scaled by ``normalize_modalities``, is the non-persistent buffer
+    ``item_features`` (row ``j`` = internal item id ``j``), with the width of each in ``modality_dims``.
+    """
+
+    requires_modalities = True  # Config adds ``modalities`` to the item columns RecBole loads
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.modalities = list(config["modalities"])
+        features, self.modality_dims = modality_features(dataset, self.modalities, modality_scaling(config))
+        self.register_buffer("item_features", features, persistent=False)
+
+    @classmethod
+    def check_config(cls, config):
+        r"""Refuse bad values of the keys this model reads, before any data is loaded."""
+        super().check_config(config)
+        modalities = config["modalities"]
+        if not isinstance(modalities, (list, tuple)) or not modalities or not all(isinstance(m, str) for m in modalities):
+            raise ConfigError(
+                f"modalities: got {modalities!r}; expected a non-empty list of item float_seq field names, "
+                "e.g. [v_feat, a_feat]"
+            )
+        modality_scaling(config)
 
 
 class FusionMFBackbone(MultimodalRecommender):
@@ -255,8 +276,7 @@ class FusionGCNBackbone:
         ]
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
         # training interactions only (RecBole hands the model the training dataset); built once
-        edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
-        adjacency = mean_aggregation_adjacency(edge_index, self.n_users + self.n_items)
+        adjacency = mean_aggregation_adjacency(training_graph(dataset, self.n_users), self.n_users + self.n_items)
         self.register_buffer("adjacency", adjacency, persistent=False)
 
     @classmethod
@@ -311,9 +331,7 @@ class FusionLightGCNBackbone:
         self.n_layers = config["n_layers"]
         self.regularization = config["regularization"]
         self.emb_loss = EmbLoss()
-        edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
-        n_nodes = self.n_users + self.n_items
-        adjacency = sparse_adjacency(edge_index, symmetric_edge_weight(edge_index, n_nodes), n_nodes)
+        adjacency = normalized_training_graph(dataset, self.n_users, self.n_items, "symmetric")
         self.register_buffer("norm_adjacency", adjacency, persistent=False)
 
     @classmethod
@@ -362,3 +380,52 @@ class StaticFusionRecommender(FusionMFBackbone):
 
     def fuse(self, features):
         return self.fusion(features)
+
+
+class IDGraphRecommender(RepresentationRecommender):
+    r"""ID embeddings of users and items through a :class:`~recbole_metammf.model.layers.GraphConvolutionStack`
+    on the training user-item graph (both directions, users ``0..n_users-1``, item ``j`` = node
+    ``n_users + j``), scored by the inner product of the outputs, BPR and ``reg_weight * ||Phi||^2``.
+
+    No item features: the ID-only graph baselines of the paper (GraphSAGE, GAT). A subclass builds the
+    stack (:meth:`build_gnn`) and says in which form it takes the graph (:meth:`graph`).
+    """
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.n_layers = config["n_layers"]
+        self.user_embedding = nn.Embedding(self.n_users, self.embedding_size)
+        self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
+        xavier_uniform_initialization(self.user_embedding)  # Xavier, as the paper (Sec. 5.1.3)
+        xavier_uniform_initialization(self.item_embedding)
+        self.gnn = self.build_gnn(config)
+        # training interactions only (RecBole hands the model the training dataset); built once
+        graph = self.graph(training_graph(dataset, self.n_users), self.n_users + self.n_items)
+        self.register_buffer("graph_structure", graph, persistent=False)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require_int(config, "embedding_size", minimum=1)
+        require_int(config, "n_layers", minimum=1)
+        if not isinstance(config["last_activation"], bool):
+            raise ConfigError(f"last_activation: got {config['last_activation']!r}; expected True or False")
+        if config["layer_combination"] not in MeanAggregationGCN.LAYER_COMBINATIONS:
+            raise ConfigError(
+                f"layer_combination: got {config['layer_combination']!r}; expected last (the layer-L output) "
+                "or mean (the mean of the layers 0..L, as LightGCN)"
+            )
+
+    def build_gnn(self, config):
+        r"""The graph convolution stack (``embedding_size`` wide, ``n_layers`` deep)."""
+        raise NotImplementedError
+
+    def graph(self, edge_index, n_nodes):
+        r"""The training graph in the form :meth:`build_gnn`'s stack takes it (default: the edge index)."""
+        return edge_index
+
+    def forward(self, items=None):
+        nodes = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        user_all, item_all = torch.split(self.gnn(nodes, self.graph_structure), [self.n_users, self.n_items])
+        return user_all, (item_all if items is None else item_all[items])

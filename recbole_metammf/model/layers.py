@@ -18,13 +18,19 @@ Shared by the baselines (``docs/BASELINES.md``):
   passing (``out_dst += w * x_src``) with differentiable edge weights; :func:`sparse_adjacency` —
   the same as a sparse matrix for graphs whose weights are fixed (3-5x faster on CPU);
   :func:`light_gcn` — LightGCN propagation.
-* :func:`knn_graph` — the item-item k-nearest-neighbour graph of cosine similarities (LATTICE).
+* :func:`knn_graph` — the item-item k-nearest-neighbour graph of cosine similarities (LATTICE, FREEDOM).
+* :class:`GraphConvolutionStack` — ``L`` torch-geometric convolutions with LeakyReLU and dropout
+  between them; :class:`MeanAggregationGCN` (SAGEConv, MetaMMF_GCN and GraphSAGE) and
+  :class:`AttentionGCN` (GATConv, GAT) are two of them.
+* :func:`degree_sensitive_edge_sample` — FREEDOM's degree-sensitive pruning of the user-item graph.
+* :func:`cosine_alignment_loss` — BM3's stop-gradient cosine alignment of two views.
+* :class:`FeatureOffset` — fine-tuning of fixed input features (BM3, FREEDOM) as a learned offset.
 """
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch_geometric.nn import SAGEConv
+from torch_geometric.nn import GATConv, SAGEConv
 from torch_geometric.nn.inits import glorot
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import coalesce, degree, scatter, to_torch_csr_tensor
@@ -125,32 +131,25 @@ class MetaFusionTower(nn.Module):
         return h
 
 
-class MeanAggregationGCN(nn.Module):
-    r"""Eq. 18: ``e^{(l)} = LeakyReLU(W_1 e^{(l-1)} + W_2 mean_{j in N(i)} e_j^{(l-1)})``, ``L`` layers.
+class GraphConvolutionStack(nn.Module):
+    r"""``L`` graph convolution layers: ``e^{(l)} = dropout(LeakyReLU(conv_l(e^{(l-1)}, graph)))``.
 
-    torch-geometric's :class:`SAGEConv` with mean aggregation and no bias is exactly this update.
-    The graph is given at call time, as an edge index or, faster, as the sparse CSR matrix of
-    :func:`mean_aggregation_adjacency` (one sparse-dense product per layer instead of a gather and
-    a scatter over the edges: 17 vs 32 ms per layer, forward and backward, on tiktok's graph).
-
-    ``last_activation=False`` leaves the last layer linear, as the authors' code does (the paper's
-    Eq. 18 applies LeakyReLU at every layer). ``layer_combination``: ``last`` = ``e^{(L)}`` (the paper
-    and the authors' code), ``mean`` = the mean of ``e^{(0)} .. e^{(L)}`` (LightGCN's combination).
+    ``last_activation=False`` leaves the last layer linear (no LeakyReLU there). ``layer_combination``:
+    ``last`` = ``e^{(L)}``, ``mean`` = the mean of ``e^{(0)} .. e^{(L)}`` (LightGCN's combination).
+    The convolutions (torch-geometric layers mapping ``dim`` to ``dim``) are the subclass's; the graph
+    is given at call time in whatever form they take (an edge index, a sparse matrix).
     """
 
     LAYER_COMBINATIONS = ("last", "mean")
 
-    def __init__(self, dim, n_layers, dropout=0.0, last_activation=True, layer_combination="last"):
+    def __init__(self, convs, dropout=0.0, last_activation=True, layer_combination="last"):
         super().__init__()
         if layer_combination not in self.LAYER_COMBINATIONS:
             raise ValueError(f"layer_combination: got {layer_combination!r}; expected one of {self.LAYER_COMBINATIONS}")
         self.layer_combination = layer_combination
-        self.convs = nn.ModuleList(SAGEConv(dim, dim, aggr="mean", bias=False) for _ in range(n_layers))
+        self.convs = nn.ModuleList(convs)
         self.dropout = nn.Dropout(dropout)
         self.last_activation = last_activation
-        for conv in self.convs:
-            glorot(conv.lin_l.weight)  # Xavier, as the paper; PyG defaults to Kaiming
-            glorot(conv.lin_r.weight)
 
     def forward(self, x, graph):
         layers = [x]
@@ -164,6 +163,42 @@ class MeanAggregationGCN(nn.Module):
 
     def extra_repr(self):
         return f"n_layers={len(self.convs)}, last_activation={self.last_activation}, layer_combination={self.layer_combination}"
+
+
+class MeanAggregationGCN(GraphConvolutionStack):
+    r"""Eq. 18: ``e^{(l)} = LeakyReLU(W_1 e^{(l-1)} + W_2 mean_{j in N(i)} e_j^{(l-1)})``, ``L`` layers.
+
+    torch-geometric's :class:`SAGEConv` with mean aggregation and no bias is exactly this update.
+    The graph is given at call time, as an edge index or, faster, as the sparse CSR matrix of
+    :func:`mean_aggregation_adjacency` (one sparse-dense product per layer instead of a gather and
+    a scatter over the edges: 17 vs 32 ms per layer, forward and backward, on tiktok's graph).
+
+    ``last_activation=False`` leaves the last layer linear, as the authors' code does (the paper's
+    Eq. 18 applies LeakyReLU at every layer). ``layer_combination``: ``last`` = ``e^{(L)}`` (the paper
+    and the authors' code), ``mean`` = the mean of ``e^{(0)} .. e^{(L)}`` (LightGCN's combination).
+    """
+
+    def __init__(self, dim, n_layers, dropout=0.0, last_activation=True, layer_combination="last"):
+        convs = [SAGEConv(dim, dim, aggr="mean", bias=False) for _ in range(n_layers)]
+        for conv in convs:
+            glorot(conv.lin_l.weight)  # Xavier, as the paper; PyG defaults to Kaiming
+            glorot(conv.lin_r.weight)
+        super().__init__(convs, dropout, last_activation, layer_combination)
+
+
+class AttentionGCN(GraphConvolutionStack):
+    r"""Graph attention layers (Velickovic et al., ICLR 2018, Eq. 1-4; torch-geometric's :class:`GATConv`):
+    ``e^{(l)}_i = sum_{j in N(i) + i} alpha_ij W e^{(l-1)}_j + b`` with
+    ``alpha_ij = softmax_j LeakyReLU_0.2(a_src . W e_j + a_dst . W e_i)`` over ``i``'s neighbours and
+    ``i`` itself (a self-loop), then LeakyReLU and dropout between layers as :class:`GraphConvolutionStack`.
+    ``heads`` attention heads are averaged (``concat=False``), so every layer stays ``dim`` wide.
+    The graph is an edge index (``edge_index[1]`` = the target).
+    """
+
+    def __init__(self, dim, n_layers, heads=1, attention_dropout=0.0, dropout=0.0, last_activation=True,
+                 layer_combination="last"):
+        convs = [GATConv(dim, dim, heads=heads, concat=False, dropout=attention_dropout) for _ in range(n_layers)]
+        super().__init__(convs, dropout, last_activation, layer_combination)
 
 
 def mean_aggregation_adjacency(edge_index, n_nodes):
@@ -180,6 +215,20 @@ def bipartite_edge_index(interaction_matrix, n_users):
     users = torch.as_tensor(interaction_matrix.row, dtype=torch.long)
     items = torch.as_tensor(interaction_matrix.col, dtype=torch.long) + n_users
     return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+
+
+def training_graph(dataset, n_users):
+    r"""Edge index of the user-item graph of the training interactions (RecBole hands a model the
+    training dataset), both directions: what every graph model of the package propagates on."""
+    return bipartite_edge_index(dataset.inter_matrix(form="coo"), n_users)
+
+
+def normalized_training_graph(dataset, n_users, n_items, normalization="symmetric"):
+    r"""The training graph as a sparse ``(n_users + n_items)^2`` matrix, weighted ``symmetric``
+    (``D^{-1/2} A D^{-1/2}``, LightGCN) or ``mean`` (each row averages the node's neighbours)."""
+    edge_index, n_nodes = training_graph(dataset, n_users), n_users + n_items
+    weight = {"symmetric": symmetric_edge_weight, "mean": mean_edge_weight}[normalization](edge_index, n_nodes)
+    return sparse_adjacency(edge_index, weight, n_nodes)
 
 
 def scale_modality(block, scaling):
@@ -350,3 +399,38 @@ def knn_graph(x, k, chunk_size=2048):
     cols = neighbours.reshape(-1)
     similarity = (normalized[rows] * normalized[cols]).sum(-1)
     return torch.stack([cols, rows]), similarity
+
+
+def degree_sensitive_edge_sample(edge_index, n_nodes, keep_ratio):
+    r"""FREEDOM's degree-sensitive edge pruning (Zhou & Shen, MM 2023, Sec. 3.2): ``int(E * keep_ratio)``
+    of the ``E`` edges of ``edge_index`` (one direction, e.g. user -> item), drawn without replacement
+    with probability proportional to ``1 / sqrt(d_src d_dst)``, the degrees counted over both ends of
+    the edges; so an edge between popular nodes is the likeliest to be dropped. Returns the kept columns.
+    """
+    n_keep = int(edge_index.shape[1] * keep_ratio)
+    src, dst = edge_index
+    deg = degree(src, n_nodes) + degree(dst, n_nodes)
+    weight = deg[src].rsqrt() * deg[dst].rsqrt()
+    kept = torch.multinomial(weight, n_keep, replacement=False)
+    return edge_index[:, kept]
+
+
+def cosine_alignment_loss(online, target):
+    r"""BM3's alignment of an online view to a target view (Zhou et al., WWW 2023, Eq. 6-7):
+    ``1 - mean_b cos(online_b, target_b)``, no gradient into ``target`` (a stop-gradient, as BYOL's)."""
+    return 1 - F.cosine_similarity(online, target.detach(), dim=-1).mean()
+
+
+class FeatureOffset(nn.Module):
+    r"""Fine-tuned input features: ``x + delta`` with ``delta`` a zero-initialised ``(n, dim)`` parameter.
+
+    The same training as making the features themselves a parameter (``nn.Embedding.from_pretrained(x,
+    freeze=False)``, as BM3's and FREEDOM's code do: the gradient in ``delta`` is the gradient in ``x``),
+    while the features stay a non-persistent buffer of the model and only ``delta`` is saved."""
+
+    def __init__(self, n, dim):
+        super().__init__()
+        self.delta = nn.Parameter(torch.zeros(n, dim))
+
+    def forward(self, features, rows=None):
+        return features + (self.delta if rows is None else self.delta[rows])

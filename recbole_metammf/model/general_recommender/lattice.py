@@ -28,11 +28,10 @@ from recbole.model.init import xavier_uniform_initialization
 from recbole_metammf.model.abstract_recommender import MultimodalRecommender
 from recbole_metammf.model.layers import (
     ModalityProjection,
-    bipartite_edge_index,
     knn_graph,
     light_gcn,
+    normalized_training_graph,
     propagate,
-    sparse_adjacency,
     split_modalities,
     symmetric_edge_weight,
 )
@@ -56,9 +55,7 @@ class LATTICE(MultimodalRecommender):
         self.apply(xavier_uniform_initialization)
 
         # user-item graph for LightGCN, D^-1/2 A D^-1/2
-        n_nodes = self.n_users + self.n_items
-        edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
-        ui_adjacency = sparse_adjacency(edge_index, symmetric_edge_weight(edge_index, n_nodes), n_nodes)
+        ui_adjacency = normalized_training_graph(dataset, self.n_users, self.n_items, "symmetric")
         self.register_buffer("ui_adjacency", ui_adjacency, persistent=False)
         # initial graphs S_m from the raw features: rebuilt from the dataset, not saved
         initial = [self._normalized_knn(block) for block in split_modalities(self.item_features, self.modality_dims)]

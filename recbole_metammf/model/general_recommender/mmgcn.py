@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_metammf.model.abstract_recommender import MultimodalRecommender
-from recbole_metammf.model.layers import bipartite_edge_index, mean_edge_weight, sparse_adjacency, split_modalities
+from recbole_metammf.model.layers import normalized_training_graph, split_modalities
 from recbole_metammf.utils import ConfigError, require_int
 
 
@@ -88,8 +88,7 @@ class MMGCN(MultimodalRecommender):
             )
             for width in widths
         )
-        edge_index = bipartite_edge_index(dataset.inter_matrix(form="coo"), self.n_users)
-        adjacency = sparse_adjacency(edge_index, mean_edge_weight(edge_index, n_nodes), n_nodes)
+        adjacency = normalized_training_graph(dataset, self.n_users, self.n_items, "mean")
         self.register_buffer("adjacency", adjacency, persistent=False)
 
     @classmethod
