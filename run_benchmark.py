@@ -16,6 +16,10 @@ The paper's analyses (properties/benchmark/<preset>.yaml, or your own YAML file 
     python run_benchmark.py --preset=cp     --dataset=tiktok --seeds=5 --output=results/cp      # Table 4
     python run_benchmark.py --preset=static --dataset=tiktok --seeds=5 --output=results/static  # Table 5
     python run_benchmark.py --preset=rank   --dataset=tiktok --seeds=5 --output=results/rank    # Fig. 5
+    python run_benchmark.py --preset=ablations --dataset=tiktok --seeds=3 --output=results/ablations  # Tables 3-5 on MetaMMF_LightGCN
+
+and the choices each MetaMMF backbone leaves open, selected on validation: gcn_choices, mf_choices,
+lightgcn_choices (each file's first lines say what it compares).
 
 --plot-tsne adds Fig. 4 (t-SNE of sampled users and their test items, with the silhouette coefficient)
 for the first seed of every model; the validation curves (Fig. 6) are always drawn.
@@ -43,7 +47,7 @@ def parse_args(argv):
     )
     parser.add_argument("--seeds", default="5", help="a count N (seeds 2020 .. 2020+N-1) or a list 1,2,3 (default: 5)")
     parser.add_argument("--output", "-o", required=True, metavar="DIR", help="where runs, tables and plots go")
-    parser.add_argument("--preset", default=None, help="depth | cp | static | rank, or a preset YAML file")
+    parser.add_argument("--preset", default=None, help="a file of properties/benchmark/ (depth, cp, static, rank, ablations, gcn_choices, mf_choices, lightgcn_choices) or a preset YAML file")
     parser.add_argument("--config_files", default=None, help="config files for every run, separated by spaces or commas")
     parser.add_argument("--plot-tsne", "--plot_tsne", dest="plot_tsne", action="store_true",
                         help="also draw the t-SNE of Fig. 4 (first seed of every model)")

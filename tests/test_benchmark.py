@@ -2,6 +2,7 @@
 presets (the paper's analyses), plots, and the data-free parameter count of Table 4."""
 
 import csv
+import glob
 import json
 import math
 import os
@@ -13,7 +14,7 @@ from scipy import stats
 
 import recbole_metammf.quick_start as quick_start
 from recbole_metammf import analysis, benchmark
-from recbole_metammf.utils import REPO_ROOT, ConfigError
+from recbole_metammf.utils import PROPERTIES_DIR, REPO_ROOT, ConfigError
 
 SCRIPT = os.path.join(REPO_ROOT, "run_benchmark.py")
 MODELS = ["BPR", "MetaMMF_MF", "MetaMMF_GCN"]
@@ -163,7 +164,13 @@ def test_movielens_tower_cp_cuts_the_meta_learner_to_about_one_percent():
     assert 0.003 < rows[16]["meta_learner_vs_full"] < 0.013 and rows[32]["meta_learner_vs_full"] < 0.013
 
 
-@pytest.mark.parametrize("name", ["depth", "cp", "static", "rank"])
+SHIPPED_PRESETS = sorted(
+    os.path.basename(path)[:-5] for path in glob.glob(os.path.join(PROPERTIES_DIR, "benchmark", "*.yaml"))
+    if not path.endswith("models.yaml")
+)
+
+
+@pytest.mark.parametrize("name", SHIPPED_PRESETS)
 def test_shipped_presets_build_valid_runs(name, tiny_yaml):
     preset = benchmark.load_preset(name)
     runs = benchmark.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset)
