@@ -18,6 +18,10 @@ def silence_known_warnings():
     # torch >= 2.4 deprecates torch.cuda.amp.GradScaler, which RecBole 1.2.1's trainer builds every epoch;
     # remove when RecBole uses torch.amp.GradScaler.
     warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch.cuda.amp.GradScaler")
+    # pandas 2.x deprecates Series.agg(len) on a column of sequences, which RecBole 1.2.1's
+    # Dataset._normalize (dataset.py:712, `feat[field].agg(len)`) calls on every min-max scaled
+    # float_seq field; remove when RecBole uses Series.transform(len) (or the pandas pin goes below 2.1).
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r"using <built-in function len> in Series.agg")
     # torch (1.13 to at least 2.13) warns on every sparse CSR tensor it builds; MetaMMF_GCN's mean
     # aggregation is a CSR product (PyG's spmm path). Remove when torch calls CSR support stable.
     warnings.filterwarnings("ignore", category=UserWarning, message="Sparse CSR tensor support is in beta state")

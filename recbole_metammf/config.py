@@ -338,6 +338,10 @@ class Config(RecBoleConfig):
             # RecBole reads the split from these files and ignores eval_args' split; log the one used
             parts = list(self.final_config_dict["benchmark_filename"])
             self.final_config_dict["eval_args"]["split"] = {"benchmark_filename": parts}
+        if "show_progress" not in self.external_config_dict and not sys.stderr.isatty():
+            # tqdm's carriage returns make a redirected stderr (a log file, CI) unreadable; the log
+            # already has a line per epoch. --show_progress=True still forces the bars.
+            self.final_config_dict["show_progress"] = False
         if hasattr(self.model_class, "check_config"):
             self.model_class.check_config(self)
         if getattr(self.model_class, "requires_modalities", False):

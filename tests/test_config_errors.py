@@ -315,3 +315,17 @@ def test_log_records_command_device_split_and_every_resume_point(workdir):
     assert "'RS'" not in log and "'split': {'benchmark_filename': ['train', 'valid', 'test']}" in log
     last = re.findall(r"Saving last: (\S+-last\.pth) \(after epoch (\d)", log)  # after every epoch, not only at the end
     assert [epoch for _, epoch in last] == ["0", "1"] and os.path.isfile(last[0][0])
+
+
+def test_a_redirected_run_prints_no_progress_bars_and_no_known_warnings(workdir):
+    settings = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    del settings["show_progress"]  # RecBole's default (True): the bars are dropped because stderr is a pipe
+    (workdir / "bars.yaml").write_text(yaml.safe_dump(settings))
+    args = ["--model=MetaMMF_MF", "--dataset=tiny", "--config_files=bars.yaml", "--epochs=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, SCRIPT, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    assert "\r" not in printed and "it/s]" not in printed  # no tqdm bar
+    assert "Warning" not in printed, printed[-3000:]  # RecBole 1.2.1's pandas / torch warnings silenced
+    assert "show_progress = False" in printed or "epoch 0 training" in printed
