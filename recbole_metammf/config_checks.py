@@ -111,6 +111,22 @@ def check_values(config):
         elif _REG_KEY.search(key):
             _require_numbers(config, key, "a finite number >= 0 (or a list of them)", lambda v: v >= 0)
     check_metrics(config)
+    check_cold_start(config)
+
+
+def check_cold_start(config):
+    r"""``cold_start`` is null (off) or ``item``, and ``cold_item_ratio`` a share strictly between 0 and 1."""
+    mode = config.get("cold_start")
+    if mode is not None and mode != "item":
+        raise ConfigError(
+            f"cold_start: got {mode!r}; expected item (hold out a share of the items, docs/COLDSTART.md) or null (off)"
+        )
+    ratio = config.get("cold_item_ratio", 0.2)
+    if not (_is_number(ratio) and math.isfinite(ratio) and 0 < ratio < 1):
+        raise ConfigError(
+            f"cold_item_ratio: got {ratio!r}; expected a share 0 < r < 1 of the items to hold out, e.g. 0.2 "
+            "(half for validation, half for test)"
+        )
 
 
 def _needs_cutoff(metric):

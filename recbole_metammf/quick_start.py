@@ -11,9 +11,9 @@ from logging import getLogger
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
+from recbole_metammf.cold_start import create_dataset, data_preparation, forget_items
 from recbole_metammf.compat import make_recbole_dirs
 from recbole_metammf.config import Config, distributed_backend_and_device
 from recbole_metammf.config_checks import check_topk_against_items
@@ -46,6 +46,7 @@ def _train_and_test(config, saved=True, verbose=True, resume=None):
 
     seed_everything(config, offset=config["local_rank"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    forget_items(model, dataset)  # cold start: the held-out items' ID rows are zero
     if verbose:
         logger.info(model)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)

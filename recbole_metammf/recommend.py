@@ -9,7 +9,9 @@ candidates, as in RecBole's full-ranking evaluation.
     recommend("saved/MetaMMF_GCN-....pth", ["12", "345"], topk=20)   # {"12": ["item", ...], ...}
 
 For many calls, load once with :func:`recbole_metammf.quick_start.load_data_and_model` and call
-:func:`recommend_topk` with the model and ``train_data.dataset``.
+:func:`recommend_topk` with the model and ``train_data.dataset``. Items that were not in training
+(a ``.item`` file of features) join with ``recommend(..., new_items=FILE)`` or, once loaded,
+:func:`recbole_metammf.cold_start.add_new_items` ``(model, train_data.dataset, FILE)``.
 """
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.utils import ModelType
 
+from recbole_metammf.cold_start import add_new_items
 from recbole_metammf.quick_start import load_data_and_model
 from recbole_metammf.utils import ConfigError
 
@@ -77,7 +80,12 @@ def recommend_topk(model, train_dataset, users, topk=20, with_scores=False, batc
     return recommendations
 
 
-def recommend(model_file, users, topk=20, with_scores=False):
-    r"""Load the checkpoint ``model_file`` (safely) and return :func:`recommend_topk` for ``users``."""
+def recommend(model_file, users, topk=20, with_scores=False, new_items=None):
+    r"""Load the checkpoint ``model_file`` (safely) and return :func:`recommend_topk` for ``users``.
+
+    ``new_items``: a ``.item`` file of items to add to the catalogue first, without retraining
+    (:func:`recbole_metammf.cold_start.add_new_items`); they are candidates like any unseen item."""
     _, model, _, train_data, _, _ = load_data_and_model(model_file)
+    if new_items is not None:
+        add_new_items(model, train_data.dataset, new_items)
     return recommend_topk(model, train_data.dataset, users, topk=topk, with_scores=with_scores)

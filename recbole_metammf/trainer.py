@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from recbole.utils import set_color
 
+from recbole_metammf.cold_start import ALL_ITEMS_PREFIX
 from recbole_metammf.compat import Collector, ddp_without_buffer_sync, without_recbole_ddp
 from recbole_metammf.utils import ConfigError, to_plain
 
@@ -399,4 +400,24 @@ class SafeCheckpointMixin:
             checkpoint_file, checkpoint = self._load_everywhere(model_file or self.saved_model_file)
             restore_model(self.model, checkpoint)
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
-        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        candidates = getattr(getattr(eval_data, "_dataset", None), "candidate_items", None)
+        if candidates is None:
+            return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        # cold start (recbole_metammf.cold_start): rank among the part's held-out items (the result that
+        # selects), then among all items, reported as all_items/<metric>
+        self._candidates = candidates.to(self.device)
+        try:
+            result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        finally:
+            self._candidates = None
+        everything = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        result.update({ALL_ITEMS_PREFIX + key: value for key, value in everything.items()})
+        return result
+
+    _candidates = None  # a boolean mask over item ids while evaluate() ranks a restricted candidate set
+
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self._candidates is not None:
+            scores[:, ~self._candidates] = -torch.inf
+        return interaction, scores, positive_u, positive_i
