@@ -3,7 +3,16 @@ r"""recbole-metammf: MetaMMF (Liu et al., ACM TOIS 2023) as a RecBole plugin.
 Every dependency pin of the project lives here (README, "Why these pins", says why each one exists).
 """
 
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# properties/ and the bundled dataset/tiktok stay at the top of the repository (where RecBole users look
+# for them) and are copied into the package as recbole_metammf/_data/ when a wheel or a plain install is
+# built; recbole_metammf.utils finds them there when the repository is not beside the package.
+PACKAGE_DATA = {"properties": "properties", os.path.join("dataset", "tiktok"): os.path.join("dataset", "tiktok")}
 
 INSTALL_REQUIRES = [
     "torch==2.13.0",  # CPU wheel on these machines; GPU users install the CUDA build of 2.13.0 first
@@ -22,6 +31,18 @@ INSTALL_REQUIRES = [
 
 TEST_REQUIRES = ["pytest==9.0.3"]
 
+class BuildWithData(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):  # an editable install reads the repository's folders
+            return
+        here = os.path.dirname(os.path.abspath(__file__))
+        for source, target in PACKAGE_DATA.items():
+            destination = os.path.join(self.build_lib, "recbole_metammf", "_data", target)
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.copytree(os.path.join(here, source), destination, ignore=shutil.ignore_patterns("*.tmp-*"))
+
+
 setup(
     name="recbole-metammf",
     version="0.1.0",
@@ -30,4 +51,6 @@ setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": ["recbole-metammf = recbole_metammf.cli:main"]},
+    cmdclass={"build_py": BuildWithData},
 )

@@ -129,3 +129,7 @@ def physical_gpu_count():
     except OSError:  # no libnvidia-ml (no NVIDIA driver, or a ROCm build): unknown
         return None
     return n if n >= 0 else None
+
+
+# on import: every module that runs RecBole imports this one (config, trainer, quick_start)
+silence_known_warnings()

@@ -213,7 +213,7 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         if not os.path.isdir(PROPERTIES_DIR):
             raise FileNotFoundError(
-                f"{PROPERTIES_DIR} not found: install recbole-metammf from its source tree with `pip install -e .`"
+                f"{PROPERTIES_DIR} not found: reinstall recbole-metammf (`pip install .` copies properties/ into the package)"
             )
         # RecBole's own dataset/ folder is relative to the working directory; the shipped data is not
         if os.path.isdir(os.path.join(DATASET_DIR, dataset)):

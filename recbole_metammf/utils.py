@@ -4,6 +4,7 @@ import difflib
 import enum
 import functools
 import importlib
+import math
 import os
 import pkgutil
 
@@ -13,8 +14,12 @@ from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-PROPERTIES_DIR = os.path.join(REPO_ROOT, "properties")
-DATASET_DIR = os.path.join(REPO_ROOT, "dataset")
+# the repository's folders (an editable install, a checkout), else the copies setup.py puts in the package
+_DATA_ROOT = REPO_ROOT if os.path.isfile(os.path.join(REPO_ROOT, "properties", "overall.yaml")) else os.path.join(
+    os.path.dirname(os.path.realpath(__file__)), "_data"
+)
+PROPERTIES_DIR = os.path.join(_DATA_ROOT, "properties")
+DATASET_DIR = os.path.join(_DATA_ROOT, "dataset")
 
 _PLUGIN_MODELS = "recbole_metammf.model.general_recommender"
 _RECBOLE_MODEL_PACKAGES = [
@@ -38,6 +43,13 @@ def require_int(config, key, minimum, note=""):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         hint = f" ({note})" if note else ""
         raise ConfigError(f"{key}: got {value!r}; expected an integer >= {minimum}{hint}")
+
+
+def require_number(config, key, test, accepted):
+    r"""``config[key]`` is a finite number (not a bool) that passes ``test``; ``accepted`` says which, e.g. ``"a number > 0"``."""
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not test(value):
+        raise ConfigError(f"{key}: got {value!r}; expected {accepted}")
 
 
 MODALITY_SCALINGS = ("minmax", "standard", "l2", "none")
