@@ -247,6 +247,21 @@ def distributed_data_parallel(model, config):
     return model, ddp_without_buffer_sync(model, device_ids=None)
 
 
+def break_ties(scores, order):
+    r"""``scores`` (users x items) replaced by the negated rank of each item in its row, equal scores
+    ranked by their position in ``order`` (a permutation of the items) instead of by item id, which
+    torch.topk would follow. RecBole numbers items by first appearance in the interaction files, so
+    that id order favours popular items. ``-inf`` (masked) entries stay ``-inf``."""
+    permuted = scores[:, order]
+    ranking = torch.sort(permuted, dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(ranking)
+    ranks.scatter_(1, ranking, torch.arange(ranking.shape[1], device=scores.device).expand_as(ranking))
+    broken = torch.empty_like(scores)
+    broken[:, order] = -ranks.to(scores.dtype)
+    broken[torch.isneginf(scores)] = -torch.inf
+    return broken
+
+
 class SafeCheckpointMixin:
     r"""Mixed in front of any RecBole trainer class by :func:`recbole_metammf.utils.get_trainer`."""
 
@@ -404,20 +419,27 @@ class SafeCheckpointMixin:
         if candidates is None:
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         # cold start (recbole_metammf.cold_start): rank among the part's held-out items (the result that
-        # selects), then among all items, reported as all_items/<metric>
+        # selects), then among all items, reported as all_items/<metric>. Never-trained items often tie
+        # (ID-only models score them all alike): ties go by a random order fixed by the seed, not by item id
+        generator = torch.Generator().manual_seed(self.config["seed"])
+        self._tie_order = torch.randperm(len(candidates), generator=generator).to(self.device)
         self._candidates = candidates.to(self.device)
         try:
             result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
-        finally:
             self._candidates = None
-        everything = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+            everything = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        finally:
+            self._candidates = self._tie_order = None
         result.update({ALL_ITEMS_PREFIX + key: value for key, value in everything.items()})
         return result
 
     _candidates = None  # a boolean mask over item ids while evaluate() ranks a restricted candidate set
+    _tie_order = None  # cold start: a fixed random order of the items that breaks ties of equal scores
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self._tie_order is None:
+            return interaction, scores, positive_u, positive_i
         if self._candidates is not None:
             scores[:, ~self._candidates] = -torch.inf
-        return interaction, scores, positive_u, positive_i
+        return interaction, break_ties(scores, self._tie_order), positive_u, positive_i

@@ -179,10 +179,24 @@ def write_items(path, rows, header="item_id:token\tv_feat:float_seq\ta_feat:floa
     return str(path)
 
 
-@pytest.fixture
-def trained(tiny_config):
-    result = run_recbole_metammf("MetaMMF_LightGCN", "tiny", config_dict={**tiny_config, **COLD, "epochs": 2})
-    return result["checkpoint"]
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A MetaMMF_LightGCN trained on the tiny dataset under the cold-start protocol, once for the module."""
+    folder = tmp_path_factory.mktemp("trained")
+    root, fields, _ = write_tiny_dataset(str(folder / "data"))
+    config = {
+        "data_path": root, "benchmark_filename": ["train", "valid", "test"], "modalities": fields,
+        "load_col": {"inter": ["user_id", "item_id"], "item": ["item_id"]}, "epochs": 2, "train_batch_size": 128,
+        "show_progress": False, "checkpoint_dir": str(folder / "saved"), "seed": 2020, **COLD,
+    }
+    argv, cwd = sys.argv, os.getcwd()
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value arguments (pytest's own included)
+    os.chdir(folder)
+    try:
+        return run_recbole_metammf("MetaMMF_LightGCN", "tiny", config_dict=config)["checkpoint"]
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
 
 
 def test_new_items_join_a_trained_model_and_can_be_recommended(trained, tiny_config, in_tmp_cwd):
@@ -248,3 +262,13 @@ def test_an_id_only_model_cannot_take_new_items(tiny_config, in_tmp_cwd):
     path = write_items(in_tmp_cwd / "new.item", [("n1", [0.1] * 8, [0.1] * 6)])
     with pytest.raises(ConfigError, match=r"new_items: BPR cannot score items it has not trained on"):
         recommend(result["checkpoint"], ["3"], new_items=path)
+
+
+def test_tied_scores_are_ranked_by_a_seeded_random_order_not_by_item_id():
+    from recbole_metammf.trainer import break_ties
+
+    scores = torch.tensor([[0.0, 0.0, 0.0, 1.0, -torch.inf, 0.5]])
+    order = torch.tensor([1, 5, 2, 0, 3, 4])
+    broken = break_ties(scores, order)
+    assert torch.topk(broken, 5).indices.tolist() == [[3, 5, 1, 2, 0]]  # ties 1, 2, 0: their places in order
+    assert broken[0, 4] == -torch.inf
