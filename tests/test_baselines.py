@@ -593,3 +593,174 @@ def test_bm3_and_freedom_fine_tune_their_features_as_an_offset(tiny_config):
 def test_graph_and_self_supervised_baseline_settings_are_refused_before_loading(model_name, override, key, tiny_config):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         Config(model=model_name, dataset="tiny", config_dict={**tiny_config, **override})
+
+
+# ---- InvRL --------------------------------------------------------------------------------------
+
+# the mask learned in seconds on the tiny dataset: one round, short loops
+INVRL_FAST = {"warmup_epochs": 1, "invariant_rounds": 1, "environment_iterations": 2, "environment_epochs": 2,
+              "mask_epochs": 2, "n_environments": 3, "environment_batch_size": 128}
+
+
+def test_ultragcn_constraint_weights_match_hand_computation():
+    import scipy.sparse as sp
+
+    from recbole_metammf.model.layers import ultragcn_constraint_weights
+
+    # 2 users x 3 items: d_u = (2, 1), d_i = (2, 1, 0)
+    matrix = sp.coo_matrix(([1.0, 1.0, 1.0], ([0, 0, 1], [0, 1, 0])), shape=(2, 3))
+    beta_u, beta_i = ultragcn_constraint_weights(matrix)
+    torch.testing.assert_close(beta_u, torch.tensor([3**0.5 / 2, 2**0.5]))
+    torch.testing.assert_close(beta_i, torch.tensor([1 / 3**0.5, 1 / 2**0.5, 1.0]))
+    # beta_u beta_i = (1 / d_u) sqrt((d_u + 1) / (d_i + 1)), UltraGCN's Eq. 11
+    torch.testing.assert_close(beta_u[0] * beta_i[1], torch.tensor(0.5 * (3 / 2) ** 0.5))
+    torch.testing.assert_close(beta_u[1] * beta_i[0], torch.tensor((2 / 3) ** 0.5))
+
+
+def test_ultragcn_constraint_loss_weighs_positives_and_averages_negatives():
+    from recbole_metammf.model.layers import ultragcn_constraint_loss
+
+    pos, neg = torch.tensor([0.0, 2.0]), torch.tensor([[0.0, 1.0], [-1.0, 0.0]])
+    pos_beta, neg_beta = torch.tensor([0.5, 1.0]), torch.tensor([[1.0, 0.0], [2.0, 1.0]])
+    sp_ = F.softplus  # BCE(s, 1) = softplus(-s), BCE(s, 0) = softplus(s)
+    w1, w2, w3, w4 = 1.0, 2.0, 0.5, 3.0
+    expected = (w1 + w2 * 0.5) * sp_(torch.tensor(0.0)) + (w1 + w2 * 1.0) * sp_(torch.tensor(-2.0))
+    expected = expected + ((w3 + w4) * sp_(torch.tensor(0.0)) + w3 * sp_(torch.tensor(1.0))) / 2
+    expected = expected + ((w3 + 2 * w4) * sp_(torch.tensor(-1.0)) + (w3 + w4) * sp_(torch.tensor(0.0))) / 2
+    torch.testing.assert_close(ultragcn_constraint_loss(pos, neg, pos_beta, neg_beta, (w1, w2, w3, w4)), expected)
+
+
+def test_irm_penalty_vanishes_when_environments_agree_and_is_positive_when_they_differ():
+    from recbole_metammf.model.layers import irm_gradient_penalty
+
+    g = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    assert irm_gradient_penalty([g, g.clone(), g.clone()]) == 0
+    # hand: mean (0, 1); V = (1 + 1, 1 + 1) = (2, 2); weighted (0.5, 1) -> (1, 2); sum of squares 5
+    g1, g2 = torch.tensor([[1.0, 0.0]]), torch.tensor([[-1.0, 2.0]])
+    torch.testing.assert_close(irm_gradient_penalty([g1, g2], torch.tensor([0.5, 1.0])), torch.tensor(5.0))
+    torch.testing.assert_close(irm_gradient_penalty([g1, g2]), torch.tensor(8.0))
+    # from real risks: a linear model's squared error gradients on two environments
+    w = torch.tensor([[1.0, -1.0]], requires_grad=True)
+    x = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
+
+    def gradient(inputs, targets):
+        risk = ((inputs @ w.t()).view(-1) - targets).pow(2).mean()
+        return torch.autograd.grad(risk, w, create_graph=True)[0]
+
+    same = [gradient(x, torch.tensor([0.0, 1.0])), gradient(x, torch.tensor([0.0, 1.0]))]
+    assert irm_gradient_penalty(same) == 0
+    differ = [gradient(x, torch.tensor([0.0, 1.0])), gradient(torch.tensor([[2.0, 0.0], [1.0, 1.0]]), torch.tensor([3.0, -1.0]))]
+    penalty = irm_gradient_penalty(differ)
+    assert penalty > 0
+    penalty.backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0  # differentiable through the gradients (create_graph)
+
+
+def test_stochastic_gate_mask_open_probability_and_regulariser_match_hand_computation():
+    import math
+
+    from recbole_metammf.model.layers import StochasticGate
+
+    gate = StochasticGate(5, sigma=0.1)
+    with torch.no_grad():
+        gate.mu.copy_(torch.tensor([-1.0, -0.2, 0.0, 0.3, 0.8]))
+    torch.testing.assert_close(gate.mask(), torch.tensor([0.0, 0.3, 0.5, 0.8, 1.0]))
+    phi = [0.5 * (1 + math.erf((m + 0.5) / 0.1 / math.sqrt(2))) for m in [-1.0, -0.2, 0.0, 0.3, 0.8]]
+    torch.testing.assert_close(gate.open_probability(), torch.tensor(phi))
+    torch.testing.assert_close(gate.regularizer(), torch.tensor(1.0 + 0.04 + 0.0 + 0.09 + 0.64))
+    x = torch.full((4, 5), 2.0)
+    gate.eval()
+    torch.testing.assert_close(gate(x), 2.0 * gate.mask().expand(4, 5))  # no noise in evaluation
+    gate.train()
+    torch.manual_seed(0)
+    noisy = gate(x) / 2.0
+    assert (noisy >= 0).all() and (noisy <= 1).all() and not torch.equal(noisy, gate(x) / 2.0)  # fresh noise per call
+    assert (noisy - gate.mask()).abs().max() < 5 * 0.1
+    gate.regularizer().backward()
+    torch.testing.assert_close(gate.mu.grad, 2 * gate.mu.detach())
+
+
+def test_invrl_loss_is_ultragcn_constraint_loss_plus_its_l2_terms(tiny_config):
+    _, model, train_data, _, _ = build("InvRL", {**tiny_config, "negative_num": 4})
+    assert model.negative_num == 4 and model.constraint_weights == (1.0, 1.0, 1.0, 1.0)
+    batch = next(iter(train_data))
+    users, items = batch[model.USER_ID], batch[model.ITEM_ID]
+    model.train()
+    torch.manual_seed(7)
+    loss = model.calculate_loss(batch)
+    torch.manual_seed(7)
+    negatives = torch.randint(1, model.n_items, (len(users), 4))
+    assert (negatives > 0).all()  # never the padding item
+    with torch.no_grad():
+        u = model.user_embedding.weight
+        items_e = torch.cat([model.item_embedding.weight, model.projection(model.item_features)], 1)  # mask all ones
+        degree_u = torch.bincount(model.train_users, minlength=model.n_users).float()
+        degree_i = torch.bincount(model.train_items, minlength=model.n_items).float()
+        beta_u, beta_i = (degree_u + 1).sqrt() / degree_u, (degree_i + 1).rsqrt()
+        pos = (u[users] * items_e[items]).sum(-1)
+        neg = (u[users].unsqueeze(1) * items_e[negatives]).sum(-1)
+        expected = ((1 + beta_u[users] * beta_i[items]) * F.softplus(-pos)).sum()
+        expected = expected + ((1 + beta_u[users, None] * beta_i[negatives]) * F.softplus(neg)).mean(1).sum()
+        expected = expected + 1e-4 * (u.pow(2).sum() + 2 * model.item_embedding.weight.pow(2).sum())
+        expected = expected + 0.1 * (model.projection.weight.pow(2).sum() + model.projection.bias.pow(2).sum())
+    torch.testing.assert_close(loss.detach(), expected)
+
+
+def test_invrl_learns_its_mask_once_after_the_warmup_and_its_loss_decreases(tiny_config):
+    config, model, train_data, valid_data, _ = build("InvRL", {**tiny_config, **INVRL_FAST, "epochs": 4})
+    assert torch.equal(model.feature_mask, torch.ones(sum(model.modality_dims)))
+    calls, epoch_losses = [], []
+    original = model.learn_invariant_mask
+    model.learn_invariant_mask = lambda: calls.append(model._epochs_started) or original()
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    for epoch in range(4):  # the trainer's own epoch: train(), then every batch
+        loss = trainer._train_epoch(train_data, epoch, show_progress=False)
+        epoch_losses.append(float(loss))
+    assert calls == [2]  # at the first batch after warmup_epochs = 1, once
+    assert bool(model.mask_learned) and "feature_mask" in model.state_dict()
+    mask = model.feature_mask
+    assert ((mask >= 0) & (mask <= 1)).all() and not torch.equal(mask, torch.ones_like(mask))
+    assert set(model.environment.unique().tolist()) <= {0, 1, 2} and len(model.environment) == train_data._dataset.inter_num
+    assert epoch_losses[-1] < epoch_losses[0]
+    # the scores use the masked features
+    model.eval()
+    with torch.no_grad():
+        masked = model.full_sort_predict({model.USER_ID: torch.tensor([3])})
+        items = torch.cat([model.item_embedding.weight, model.projection(model.item_features * mask)], 1)
+    torch.testing.assert_close(masked, items @ model.user_embedding.weight[3])
+
+
+def test_invrl_passes_the_checks_of_every_baseline(tiny_config, in_tmp_cwd):
+    """The parametrised checks above but the one-batch loss drop (UltraGCN's N(0, 0.01) initialisation and
+    fresh negatives at every step take more than 8 steps; the loss over epochs is tested above)."""
+    test_one_epoch_end_to_end("InvRL", tiny_config)
+    test_full_sort_predict_agrees_with_predict("InvRL", tiny_config)
+    for dims in [(8,), (8, 6, 5)]:
+        test_any_number_of_modalities("InvRL", dims, in_tmp_cwd, tiny_config)
+    path = os.path.join(REPO_ROOT, "properties", "model", "InvRL.yaml")
+    lines = [line for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(("#", " "))]
+    assert lines and all("#" in line for line in lines) and get_model("InvRL").__name__ == "InvRL"
+
+
+def test_invrl_without_rounds_is_ultragcn_with_an_unmasked_mlp(tiny_config):
+    _, model, train_data, _, _ = build("InvRL", {**tiny_config, "warmup_epochs": 1, "invariant_rounds": 0})
+    batch = next(iter(train_data))
+    for _ in range(3):
+        model.train()
+        model.calculate_loss(batch)
+    assert not bool(model.mask_learned) and torch.equal(model.feature_mask, torch.ones_like(model.feature_mask))
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ({"constraint_weights": [1, 1, 1]}, "constraint_weights"),
+        ({"gate_sigma": -0.1}, "gate_sigma"),
+        ({"invariant_rounds": -1}, "invariant_rounds"),
+        ({"warmup_epochs": 0}, "warmup_epochs"),
+        ({"n_environments": 0}, "n_environments"),
+    ],
+)
+def test_invrl_bad_settings_are_refused_before_loading(override, key, tiny_config):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        Config(model="InvRL", dataset="tiny", config_dict={**tiny_config, **override})

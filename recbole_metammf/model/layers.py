@@ -25,6 +25,9 @@ Shared by the baselines (``docs/BASELINES.md``):
 * :func:`degree_sensitive_edge_sample` — FREEDOM's degree-sensitive pruning of the user-item graph.
 * :func:`cosine_alignment_loss` — BM3's stop-gradient cosine alignment of two views.
 * :class:`FeatureOffset` — fine-tuning of fixed input features (BM3, FREEDOM) as a learned offset.
+* :func:`ultragcn_constraint_weights`, :func:`ultragcn_constraint_loss` — UltraGCN's constraint weights and
+  weighted BCE (InvRL's backbone); :func:`irm_gradient_penalty` and :class:`StochasticGate` — InvRL's
+  invariance penalty across environments and its gates on feature dimensions.
 """
 
 import torch
@@ -434,3 +437,76 @@ class FeatureOffset(nn.Module):
 
     def forward(self, features, rows=None):
         return features + (self.delta if rows is None else self.delta[rows])
+
+
+def ultragcn_constraint_weights(interaction_matrix, epsilon=1e-10):
+    r"""UltraGCN's constraint weights (Mao et al., CIKM 2021, Eq. 11-12) from a scipy user x item matrix:
+    ``beta_u = sqrt(d_u + 1) / d_u`` and ``beta_i = 1 / sqrt(d_i + 1)``, so that ``beta_u beta_i =
+    (1 / d_u) sqrt((d_u + 1) / (d_i + 1))``; a user of degree 0 counts as degree ``epsilon`` (as the
+    reference). Returns two float tensors, ``(n_users,)`` and ``(n_items,)``."""
+    matrix = interaction_matrix.tocsr()
+    matrix.data[:] = 1.0  # a repeated interaction counts once
+    user_degree = torch.as_tensor(matrix.sum(axis=1), dtype=torch.float64).view(-1).clamp_min(epsilon)
+    item_degree = torch.as_tensor(matrix.sum(axis=0), dtype=torch.float64).view(-1)
+    return ((user_degree + 1).sqrt() / user_degree).float(), (item_degree + 1).rsqrt().float()
+
+
+def ultragcn_constraint_loss(pos_scores, neg_scores, pos_beta, neg_beta, weights=(1.0, 1.0, 1.0, 1.0)):
+    r"""UltraGCN's weighted binary cross-entropy over positives and sampled negatives (the constraint
+    loss ``L_C``, as InvRL's UltraGCN code writes it): with ``(w1, w2, w3, w4) = weights``,
+
+        L = sum_b (w1 + w2 beta_b) BCE(pos_b, 1) + sum_b mean_n (w3 + w4 beta_bn) BCE(neg_bn, 0)
+
+    ``pos_scores, pos_beta``: ``(B,)``; ``neg_scores, neg_beta``: ``(B, N)`` (``beta = beta_u beta_i``)."""
+    w1, w2, w3, w4 = weights
+    positive = F.binary_cross_entropy_with_logits(
+        pos_scores, torch.ones_like(pos_scores), weight=w1 + w2 * pos_beta, reduction="sum"
+    )
+    negative = F.binary_cross_entropy_with_logits(
+        neg_scores, torch.zeros_like(neg_scores), weight=w3 + w4 * neg_beta, reduction="none"
+    )
+    return positive + negative.mean(dim=-1).sum()
+
+
+def irm_gradient_penalty(gradients, weight=None):
+    r"""InvRL's invariance penalty on the gradients of one parameter in each environment (Du et al.,
+    MM 2022; the reference's ``loss_p``): ``V = sum_e (g_e - mean_e g_e)^2`` elementwise, then
+    ``sum (V * weight)^2`` with ``weight`` broadcast over ``V`` (the gate ``mu + 1/2`` on the input
+    columns; all ones when None). Zero exactly when every environment has the same gradient."""
+    stacked = torch.stack(list(gradients))
+    variance = (stacked - stacked.mean(dim=0)).pow(2).sum(dim=0)
+    if weight is not None:
+        variance = variance * weight
+    return variance.pow(2).sum()
+
+
+class StochasticGate(nn.Module):
+    r"""Stochastic gates on the input dimensions (Yamada et al., ICML 2020, as InvRL's
+    ``FeatureSelector``): in training ``x * clamp(mu + sigma eps + 1/2, 0, 1)`` with fresh
+    ``eps ~ N(0, 1)`` at every call; in evaluation the noise is off and the gate is :meth:`mask`.
+
+    * :meth:`mask` — ``clamp(mu + 1/2, 0, 1)``, the gate without noise (what InvRL keeps), in ``[0, 1]``;
+    * :meth:`open_probability` — ``P(mu + sigma eps + 1/2 > 0) = Phi((mu + 1/2) / sigma)``, the
+      expected number of open gates per dimension (STG's L0 term; InvRL logs it, does not train on it);
+    * :meth:`regularizer` — ``||mu||^2``, the term InvRL trains with (``lam * sum mu^2``).
+    ``mu`` starts at 0 (every gate half open), as the reference."""
+
+    def __init__(self, dim, sigma):
+        super().__init__()
+        self.sigma = sigma
+        self.mu = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        z = self.mu + 0.5
+        if self.training:
+            z = z + self.sigma * torch.randn_like(self.mu)
+        return x * z.clamp(0.0, 1.0)
+
+    def mask(self):
+        return (self.mu + 0.5).clamp(0.0, 1.0)
+
+    def open_probability(self):
+        return 0.5 * (1 + torch.erf((self.mu + 0.5) / self.sigma / 2**0.5))
+
+    def regularizer(self):
+        return self.mu.pow(2).sum()

@@ -10,6 +10,7 @@ from recbole_metammf.model.general_recommender.hybridfusion_gcn import HybridFus
 from recbole_metammf.model.general_recommender.hybridfusion_mf import HybridFusion_MF
 from recbole_metammf.model.general_recommender.latefusion_gcn import LateFusion_GCN
 from recbole_metammf.model.general_recommender.latefusion_mf import LateFusion_MF
+from recbole_metammf.model.general_recommender.invrl import InvRL
 from recbole_metammf.model.general_recommender.lattice import LATTICE
 from recbole_metammf.model.general_recommender.metammf_gcn import MetaMMF_GCN
 from recbole_metammf.model.general_recommender.metammf_lightgcn import MetaMMF_LightGCN
