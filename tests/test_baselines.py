@@ -1,5 +1,6 @@
 """The multimodal baseline zoo: VBPR, static early/late/hybrid fusion (MF and GCN), MMGCN, GRCN, LATTICE."""
 
+import math
 import os
 import subprocess
 import sys
@@ -347,6 +348,13 @@ def test_id_graph_baselines_train_and_evaluate_end_to_end(model_name, tiny_confi
     # trains, scores consistently, and computes its representations once per evaluation
     losses = fit_one_batch(model, next(iter(train_data)), steps=8)
     assert losses[-1] < 0.7 * losses[0]
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert len(test_data) > 3
+    assert_scores_agree_and_representations_computed_once(model, trainer, train_data, test_data)
+
+
+def assert_scores_agree_and_representations_computed_once(model, trainer, train_data, test_data):
+    r"""full_sort_predict agrees with predict, and one evaluation over all of ``test_data`` calls forward once."""
     model.eval()
     users, items = torch.tensor([1, 5, 9, 30, 59]), torch.tensor([1, 2, 40, 77, 90])
     with torch.no_grad():
@@ -355,10 +363,9 @@ def test_id_graph_baselines_train_and_evaluate_end_to_end(model_name, tiny_confi
     calls = []
     original_forward = model.forward
     model.forward = lambda *args, **kwargs: calls.append(1) or original_forward(*args, **kwargs)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.eval_collector.data_collect(train_data)
     trainer.evaluate(test_data, load_best_model=False)
-    assert len(test_data) > 3 and len(calls) == 1
+    assert len(calls) == 1
 
 
 def test_graphsage_layer_is_self_weight_plus_mean_of_neighbours(tiny_config):
@@ -764,3 +771,245 @@ def test_invrl_without_rounds_is_ultragcn_with_an_unmasked_mlp(tiny_config):
 def test_invrl_bad_settings_are_refused_before_loading(override, key, tiny_config):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         Config(model="InvRL", dataset="tiny", config_dict={**tiny_config, **override})
+
+
+# ---- MICRO and LGMRec ---------------------------------------------------------------------------
+
+CONTRASTIVE_BASELINES = ["MICRO", "LGMRec"]
+
+
+@pytest.mark.parametrize("model_name", CONTRASTIVE_BASELINES)
+def test_micro_and_lgmrec_train_for_epochs_and_evaluate_end_to_end(model_name, in_tmp_cwd, tiny_config):
+    result = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})
+    assert result["epochs"] == 1 and set(METRICS) <= set(result["test_result"])
+    assert all(0.0 <= result["test_result"][m] <= 1.0 for m in METRICS)
+    assert load_checkpoint(result["checkpoint"])["config"]["model"] == model_name
+    path = os.path.join(REPO_ROOT, "properties", "model", f"{model_name}.yaml")
+    lines = [line for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(("#", " "))]
+    assert lines and all("#" in line for line in lines)
+    # three epochs of the plugin's trainer: the epoch loss falls
+    config, model, train_data, _, test_data = build(model_name, {**tiny_config, "learning_rate": 0.01})
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    losses = [float(trainer._train_epoch(train_data, epoch, show_progress=False)) for epoch in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[2] < losses[1] < losses[0]
+    assert_scores_agree_and_representations_computed_once(model, trainer, train_data, test_data)
+    # any number of modalities
+    for dims in [(8,), (8, 6, 5)]:
+        root, fields, _ = write_tiny_dataset(str(in_tmp_cwd / f"mm{len(dims)}"), name="mm", dims=dims)
+        _, other, other_data, _, _ = build(model_name, {**tiny_config, "dataset": "mm", "data_path": root, "modalities": fields})
+        assert other.modality_dims == list(dims)
+        other.calculate_loss(next(iter(other_data))).backward()
+
+
+def test_info_nce_loss_matches_hand_computation():
+    from recbole_metammf.model.layers import info_nce_loss
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # two anchors
+    p = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # their positives
+    c = torch.tensor([[1.0, 1.0], [0.0, 1.0], [-3.0, 0.0]])  # the other view's candidates (the positives among them)
+    tau, r = 0.5, 2**-0.5
+    # cosines of anchor 0 (e_x) with the candidates: r, 0, -1; of anchor 1 (e_y): r, 1, 0
+    hand = torch.tensor([
+        -math.log(math.exp(r / tau) / (math.exp(r / tau) + math.exp(0) + math.exp(-1 / tau))),
+        -math.log(math.exp(1 / tau) / (math.exp(r / tau) + math.exp(1 / tau) + math.exp(0))),
+    ])
+    torch.testing.assert_close(info_nce_loss(a, p, c, tau), hand)
+    # GRACE's intra-view negatives (MICRO): the anchor's own view, without the anchor itself
+    d = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, -1.0]])  # anchor 0 is row 0, anchor 1 is row 1
+    # anchor 0 against rows 1, 2 of d: cosines 0, r; anchor 1 against rows 0, 2: 0, -r
+    intra = torch.tensor([math.exp(0) + math.exp(r / tau), math.exp(0) + math.exp(-r / tau)])
+    hand_intra = torch.tensor([
+        -math.log(math.exp(r / tau) / (math.exp(r / tau) + 1 + math.exp(-1 / tau) + intra[0])),
+        -math.log(math.exp(1 / tau) / (math.exp(r / tau) + math.exp(1 / tau) + 1 + intra[1])),
+    ])
+    torch.testing.assert_close(info_nce_loss(a, p, c, tau, d, torch.tensor([0, 1])), hand_intra)
+    # no overflow at a small temperature
+    assert torch.isfinite(info_nce_loss(a, p, c, 1e-3)).all()
+
+
+def dense_knn_graph(x, k):
+    r"""An independent dense kNN graph: cosine top-k per row (values kept), ``D^{-1/2} S D^{-1/2}``, row 0 (padding) empty."""
+    unit = F.normalize(x[1:], dim=1)
+    cosine = unit @ unit.t()
+    values, neighbours = cosine.topk(k, dim=1)
+    graph = torch.zeros_like(cosine).scatter_(1, neighbours, values)
+    d = graph.sum(1).rsqrt()
+    graph = d[:, None] * graph * d[None, :]
+    return F.pad(graph, (1, 0, 1, 0))
+
+
+def test_micro_views_mix_the_raw_and_the_learned_knn_graph_of_each_modality(tiny_config):
+    from recbole_metammf.model.layers import split_modalities
+
+    _, model, _, _, _ = build("MICRO", tiny_config)
+    assert (model.knn_k, model.lambda_coeff, model.n_item_layers, model.n_layers) == (10, 0.9, 1, 2)
+    assert model.modal_weight is None and "modal_weight" not in model.state_dict()  # LATTICE's global weights are not used
+    model.eval()
+    learned = list(zip(model.learned_edge_index, model.learned_edge_weight))
+    with torch.no_grad():
+        views = model.modality_views(learned)
+        projected = model.graph_learner(model.item_features)
+        for view, raw, transformed in zip(views, split_modalities(model.item_features, model.modality_dims), projected):
+            mixed = 0.9 * dense_knn_graph(raw, 10) + 0.1 * dense_knn_graph(transformed, 10)
+            torch.testing.assert_close(view, mixed @ model.item_embedding.weight)
+    assert len(views) == 2 and not torch.allclose(views[0], views[1])  # one view per modality, not one mixed graph
+
+
+def test_micro_attention_is_a_per_item_softmax_over_modalities(tiny_config):
+    _, model, _, _, _ = build("MICRO", tiny_config)
+    model.eval()
+    learned = list(zip(model.learned_edge_index, model.learned_edge_weight))
+    with torch.no_grad():
+        views = model.modality_views(learned)
+        alpha = model.modality_attention(views)
+        first, _, second = model.query
+        scores = torch.stack([torch.tanh(h @ first.weight.t() + first.bias) @ second.weight[0] for h in views], dim=1)
+        hand = scores.exp() / scores.exp().sum(1, keepdim=True)
+        torch.testing.assert_close(alpha, hand)
+        torch.testing.assert_close(alpha.sum(1), torch.ones(model.n_items))
+        assert alpha.shape == (model.n_items, 2) and alpha[:, 0].std() > 0  # per item, not one weight for all
+        fused = alpha[:, :1] * views[0] + alpha[:, 1:] * views[1]
+        torch.testing.assert_close(model.item_graph_convolution(learned), fused)
+        # the item representation: LightGCN's + the L2-normalised fused view
+        _, item_all = model.forward()
+        ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        lightgcn = light_gcn_reference(ego, model.ui_adjacency.to_dense(), 2)[model.n_users :]
+        torch.testing.assert_close(item_all, lightgcn + F.normalize(fused, dim=1))
+
+
+def test_micro_loss_is_bpr_plus_embedding_norms_plus_weighted_grace_infonce(tiny_config):
+    _, model, train_data, _, _ = build("MICRO", {**tiny_config, "reg_weight": 0.01})
+    assert model.cl_weight == 0.03 and model.temperature == 0.5
+    batch = next(iter(train_data))
+    users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    model.eval()  # the graphs of the last refresh (at construction); MICRO has no dropout
+    with torch.no_grad():
+        user_all, item_all = model.forward()
+        views, fused = model._views
+        u, p, q = user_all[users], item_all[pos], item_all[neg]
+        expected = -F.logsigmoid((u * p).sum(-1) - (u * q).sum(-1)).mean()
+        expected = expected + 0.01 * (u.pow(2).sum() + p.pow(2).sum() + q.pow(2).sum()) / (2 * len(users))
+        anchors = torch.unique(torch.cat([pos, neg]))
+        for view in views:
+            z1, z2 = F.normalize(view[1:], dim=1), F.normalize(fused[1:], dim=1)  # the padding item is no candidate
+            between, refl = torch.exp(z1 @ z2.t() / 0.5), torch.exp(z1 @ z1.t() / 0.5)
+            rows = anchors - 1
+            per_item = -torch.log(between[rows, rows] / (between[rows].sum(1) + refl[rows].sum(1) - refl[rows, rows]))
+            expected = expected + 0.03 * per_item.mean()
+        torch.testing.assert_close(model.calculate_loss(batch), expected)
+
+
+def test_lgmrec_memberships_are_softmaxes_over_hyperedges(tiny_config):
+    from recbole_metammf.model.layers import split_modalities
+
+    _, model, train_data, _, _ = build("LGMRec", tiny_config)
+    assert (model.n_hyperedges, model.n_hyper_layers, model.temperature, model.alpha) == (4, 1, 0.2, 0.3)
+    dense = dense_training_graph(model, train_data._dataset)[: model.n_users, model.n_users :]  # R, users x items
+    blocks = split_modalities(model.item_features, model.modality_dims)
+    model.eval()
+    with torch.no_grad():
+        for block, hyperedges in zip(blocks, model.hyperedges.projections):
+            item, user = model.memberships(block, hyperedges)
+            assert item.shape == (model.n_items, 4) and user.shape == (model.n_users, 4)
+            logits = block @ hyperedges.weight.t()
+            torch.testing.assert_close(item[1:], torch.softmax(logits[1:] / 0.2, dim=1))
+            torch.testing.assert_close(user, torch.softmax(dense @ logits / 0.2, dim=1))  # a user's items' logits summed
+            assert (item[0] == 0).all()  # the padding item joins no hyperedge
+            torch.testing.assert_close(item[1:].sum(1), torch.ones(model.n_items - 1))
+        # training: Gumbel noise, still distributions over the hyperedges, a new draw each time
+        model.train()
+        item, user = model.memberships(blocks[0], model.hyperedges.projections[0])
+        again, _ = model.memberships(blocks[0], model.hyperedges.projections[0])
+        torch.testing.assert_close(user.sum(1), torch.ones(model.n_users))
+        torch.testing.assert_close(item[1:].sum(1), torch.ones(model.n_items - 1))
+        assert not torch.allclose(item, again)
+
+
+def test_lgmrec_representation_is_local_plus_weighted_global_by_dense_computation(tiny_config):
+    from recbole_metammf.model.layers import hypergraph_propagation, split_modalities
+
+    _, model, train_data, _, _ = build("LGMRec", {**tiny_config, "n_hyper_layers": 2})
+    n_users = model.n_users
+    adjacency = dense_training_graph(model, train_data._dataset)
+    d = adjacency.sum(1).clamp_min(1).rsqrt()
+    normalized = d[:, None] * adjacency * d[None, :]
+    r = adjacency[:n_users, n_users:]
+    model.eval()
+    with torch.no_grad():
+        ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        cf = light_gcn_reference(ego, normalized, 2)
+        local, global_ = cf.clone(), 0
+        for block, w, v in zip(split_modalities(model.item_features, model.modality_dims),
+                               model.feature_projection.projections, model.hyperedges.projections):
+            items = block @ w.weight.t()
+            nodes = torch.cat([r @ items / r.sum(1, keepdim=True).clamp_min(1), items])  # users: the mean of their items
+            local += F.normalize(normalized @ (normalized @ nodes), dim=1)  # two propagations, the last kept
+            h_i = torch.softmax(block @ v.weight.t() / 0.2, dim=1) * (torch.arange(model.n_items) > 0).float()[:, None]
+            h_u = torch.softmax(r @ (block @ v.weight.t()) / 0.2, dim=1)
+            z = h_i.t() @ cf[n_users:]  # layer 1: items into the hyperedges and back
+            z = h_i.t() @ (h_i @ z)  # layer 2
+            global_ = global_ + torch.cat([h_u @ z, h_i @ z])
+        expected = local + 0.3 * F.normalize(global_, dim=1)
+        user_all, item_all = model.forward()
+        torch.testing.assert_close(torch.cat([user_all, item_all]), expected)
+    # the hypergraph layers on a 3-item, 2-hyperedge example
+    h_i = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    h_u = torch.tensor([[0.0, 1.0]])
+    e = torch.tensor([[1.0], [2.0], [4.0]])
+    users, items = hypergraph_propagation(h_i, h_u, e, 1)
+    # hyperedges: [1 + 1, 1 + 4] = [2, 5]; items: [2, 3.5, 5]; the user: 5
+    torch.testing.assert_close(items, torch.tensor([[2.0], [3.5], [5.0]]))
+    torch.testing.assert_close(users, torch.tensor([[5.0]]))
+
+
+def test_lgmrec_loss_is_bpr_plus_hypergraph_infonce_over_modality_pairs_plus_norms(in_tmp_cwd, tiny_config, monkeypatch):
+    from recbole_metammf.model.general_recommender import lgmrec as lgmrec_module
+
+    _, model, train_data, _, _ = build("LGMRec", {**tiny_config, "cl_weight": 0.1, "reg_weight": 0.01})
+    batch = next(iter(train_data))
+    users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+
+    def infonce_sum(a, b, candidates):
+        a, b, candidates = F.normalize(a, dim=1), F.normalize(b, dim=1), F.normalize(candidates, dim=1)
+        return -torch.log(torch.exp((a * b).sum(1) / 0.2) / torch.exp(a @ candidates.t() / 0.2).sum(1)).sum()
+
+    model.eval()  # no Gumbel noise, no dropout
+    with torch.no_grad():
+        user_all, item_all, views = model.representations()
+        u, p, q = user_all[users], item_all[pos], item_all[neg]
+        expected = -F.logsigmoid((u * p).sum(-1) - (u * q).sum(-1)).mean()
+        expected = expected + 0.01 * (u.norm() + p.norm() + q.norm()) / len(users)
+        (uv, iv), (ut, it) = views
+        expected = expected + 0.1 * (infonce_sum(uv[users], ut[users], ut) + infonce_sum(iv[pos], it[pos], it[1:]))
+        torch.testing.assert_close(model.calculate_loss(batch), expected)
+    # three modalities: three pairs; one modality: no pair, no contrastive term
+    for dims, n_pairs in [((8, 6, 5), 3), ((8,), 0)]:
+        root, fields, _ = write_tiny_dataset(str(in_tmp_cwd / f"mm{len(dims)}"), name="mm", dims=dims)
+        _, other, other_data, _, _ = build("LGMRec", {**tiny_config, "dataset": "mm", "data_path": root, "modalities": fields})
+        other.eval()
+        batch = next(iter(other_data))
+        calls = []
+        original = lgmrec_module.info_nce_loss
+        monkeypatch.setattr(lgmrec_module, "info_nce_loss", lambda *args: calls.append(1) or original(*args))
+        with torch.no_grad():
+            other.calculate_loss(batch)
+        monkeypatch.undo()
+        assert len(calls) == 2 * n_pairs  # one user and one item term per pair
+
+
+@pytest.mark.parametrize(
+    "model_name,override,key",
+    [
+        ("MICRO", {"cl_weight": -1.0}, "cl_weight"),
+        ("MICRO", {"temperature": 0}, "temperature"),
+        ("MICRO", {"lambda_coeff": 2.0}, "lambda_coeff"),
+        ("LGMRec", {"temperature": 0.0}, "temperature"),
+        ("LGMRec", {"hyperedge_dropout": 1.0}, "hyperedge_dropout"),
+        ("LGMRec", {"n_hyperedges": 0}, "n_hyperedges"),
+        ("LGMRec", {"n_hyper_layers": 0}, "n_hyper_layers"),
+        ("LGMRec", {"alpha": "big"}, "alpha"),
+    ],
+)
+def test_micro_and_lgmrec_settings_are_refused_before_loading(model_name, override, key, tiny_config):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        Config(model=model_name, dataset="tiny", config_dict={**tiny_config, **override})

@@ -25,6 +25,8 @@ Shared by the baselines (``docs/BASELINES.md``):
 * :func:`degree_sensitive_edge_sample` — FREEDOM's degree-sensitive pruning of the user-item graph.
 * :func:`cosine_alignment_loss` — BM3's stop-gradient cosine alignment of two views.
 * :class:`FeatureOffset` — fine-tuning of fixed input features (BM3, FREEDOM) as a learned offset.
+* :func:`info_nce_loss` — InfoNCE of cosine similarities, with an optional intra-view term (MICRO, LGMRec).
+* :func:`hypergraph_propagation` — LGMRec's item -> hyperedge -> user/item message passing.
 * :func:`ultragcn_constraint_weights`, :func:`ultragcn_constraint_loss` — UltraGCN's constraint weights and
   weighted BCE (InvRL's backbone); :func:`irm_gradient_penalty` and :class:`StochasticGate` — InvRL's
   invariance penalty across environments and its gates on feature dimensions.
@@ -510,3 +512,35 @@ class StochasticGate(nn.Module):
 
     def regularizer(self):
         return self.mu.pow(2).sum()
+
+
+def info_nce_loss(anchors, positives, candidates, temperature, anchor_candidates=None, anchor_rows=None):
+    r"""InfoNCE with cosine similarity ``s``, one loss per anchor (no reduction):
+
+        l_b = -log  exp(s(a_b, p_b) / tau) / ( sum_j exp(s(a_b, c_j) / tau) + sum_{j != r_b} exp(s(a_b, d_j) / tau) )
+
+    ``anchors``, ``positives``: ``(B, d)``, row ``b`` a positive pair; ``candidates``: ``(N, d)``, the
+    other view's rows the anchor is contrasted with (the positive among them, as LGMRec's and MICRO's
+    code). ``anchor_candidates`` (optional, ``(N', d)``) adds the anchor's own view as negatives
+    (GRACE's intra-view term, MICRO), leaving out row ``anchor_rows[b]``, the anchor itself.
+    Computed as a log-sum-exp: no ``exp`` overflows at small ``tau``. Costs ``O(B N)``, never ``N x N``."""
+    anchors, positives = F.normalize(anchors, dim=-1), F.normalize(positives, dim=-1)
+    log_denominator = torch.logsumexp(anchors @ F.normalize(candidates, dim=-1).t() / temperature, dim=1)
+    if anchor_candidates is not None:
+        intra = anchors @ F.normalize(anchor_candidates, dim=-1).t() / temperature
+        rows = torch.arange(len(anchors), device=anchors.device)
+        intra.index_put_((rows, anchor_rows), torch.tensor(float("-inf"), device=intra.device))  # not the anchor itself
+        log_denominator = torch.logaddexp(log_denominator, torch.logsumexp(intra, dim=1))
+    return log_denominator - (anchors * positives).sum(-1) / temperature
+
+
+def hypergraph_propagation(item_assignment, user_assignment, item_embeddings, n_layers):
+    r"""LGMRec's hypergraph message passing (Guo et al., AAAI 2024, Sec. "Global hypergraph embedding"):
+    with ``H_i`` (``n_items x K``) and ``H_u`` (``n_users x K``) the soft memberships in ``K`` hyperedges,
+    each layer gathers the items into the hyperedges, ``z = H_i^T e_i``, and spreads them back,
+    ``e_i <- H_i z``, ``e_u = H_u z`` (the users from the last layer's ``z``). Returns ``(e_u, e_i)``."""
+    items = item_embeddings
+    for _ in range(n_layers):
+        hyperedges = item_assignment.t() @ items
+        items, users = item_assignment @ hyperedges, user_assignment @ hyperedges
+    return users, items

@@ -12,8 +12,10 @@ from recbole_metammf.model.general_recommender.latefusion_gcn import LateFusion_
 from recbole_metammf.model.general_recommender.latefusion_mf import LateFusion_MF
 from recbole_metammf.model.general_recommender.invrl import InvRL
 from recbole_metammf.model.general_recommender.lattice import LATTICE
+from recbole_metammf.model.general_recommender.lgmrec import LGMRec
 from recbole_metammf.model.general_recommender.metammf_gcn import MetaMMF_GCN
 from recbole_metammf.model.general_recommender.metammf_lightgcn import MetaMMF_LightGCN
 from recbole_metammf.model.general_recommender.metammf_mf import MetaMMF_MF
+from recbole_metammf.model.general_recommender.micro import MICRO
 from recbole_metammf.model.general_recommender.mmgcn import MMGCN
 from recbole_metammf.model.general_recommender.vbpr import VBPR
