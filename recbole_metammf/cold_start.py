@@ -214,22 +214,29 @@ def read_item_features(path, id_field, fields, widths, separator="\t", seq_separ
 
 
 def _raw_ranges(dataset, fields):
-    r"""``(min, max)`` of each field over the raw ``.item`` file rows of the dataset's items: what
-    RecBole's min-max ``normalize_field`` divided by (it keeps no record of them)."""
+    r"""``(min, max)`` of each raw field, which RecBole's min-max ``normalize_field`` divided by (it keeps
+    no record of them): the raw values, in the dataset's ``.item`` file, at the places where the
+    normalised features are 0 and 1. Only those rows' numbers are parsed."""
     config = dataset.config
-    path = os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item")
-    known = dataset.field2token_id[dataset.iid_field]
-    with open(path, encoding="utf-8") as f:
-        names = [column.split(":")[0] for column in _split_line(f.readline(), config["field_separator"])]
-        rows = [_split_line(line, config["field_separator"]) for line in f if line.strip()]
-    id_column = names.index(dataset.iid_field)
-    rows = [row for row in rows if row[id_column] in known]
-    ranges = []
+    separator, seq_separator = config["field_separator"], config["seq_separator"]
+    features = dataset.get_item_feature()
+    wanted = {}  # item token -> [(field, value index, which end)]
     for field in fields:
-        column = names.index(field)
-        values = np.array(config["seq_separator"].join(row[column] for row in rows).split(config["seq_separator"]), dtype=np.float64)
-        ranges.append((values.min(), values.max()))
-    return ranges
+        block = features[field][1:]  # row 0: padding
+        width = block.shape[1]
+        for end, flat in (("min", int(block.argmin())), ("max", int(block.argmax()))):
+            token = str(dataset.id2token(dataset.iid_field, flat // width + 1))
+            wanted.setdefault(token, []).append((field, flat % width, end))
+    path = os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.item")
+    found = {}
+    with open(path, encoding="utf-8") as f:
+        names = [column.split(":")[0] for column in _split_line(f.readline(), separator)]
+        id_column = names.index(dataset.iid_field)
+        for line in f:
+            values = _split_line(line, separator)
+            for field, index, end in wanted.get(values[id_column], ()):
+                found[field, end] = float(values[names.index(field)].split(seq_separator)[index])
+    return [(found[field, "min"], found[field, "max"]) for field in fields]
 
 
 def scale_new_features(model, dataset, blocks):
@@ -259,7 +266,7 @@ def _pad_square(matrix, size):
         crow = matrix.crow_indices()
         crow = torch.cat([crow, crow[-1:].expand(size - matrix.shape[0])])
         return torch.sparse_csr_tensor(crow, matrix.col_indices(), matrix.values(), (size, size))
-    return torch.sparse_coo_tensor(matrix.indices(), matrix.values(), (size, size)).coalesce()
+    return torch.sparse_coo_tensor(matrix.indices(), matrix.values(), (size, size), is_coalesced=matrix.is_coalesced())
 
 
 def _inductive_models():

@@ -66,8 +66,10 @@ def recommend_topk(model, train_dataset, users, topk=20, with_scores=False, batc
         interaction = Interaction({model.USER_ID: batch.to(model.device)})
         scores = model.full_sort_predict(interaction).view(len(batch), -1).float().cpu()
         scores[:, 0] = -torch.inf  # padding item
-        for row, uid in enumerate(batch.tolist()):
-            scores[row, seen[uid].indices] = -torch.inf
+        starts, ends = seen.indptr[batch.numpy()], seen.indptr[batch.numpy() + 1]
+        rows = np.repeat(np.arange(len(batch)), ends - starts)
+        columns = np.concatenate([seen.indices[start:end] for start, end in zip(starts, ends)]) if len(batch) else []
+        scores[torch.from_numpy(rows), torch.as_tensor(columns, dtype=torch.long)] = -torch.inf  # the training items
         k = min(topk, scores.shape[1])
         top_scores, top_items = torch.topk(scores, k, dim=1)
         for row, user in enumerate(users[start : start + batch_size]):
