@@ -30,9 +30,11 @@ import logging
 import shlex
 import sys
 
-from recbole_metammf.benchmark import DEFAULT_MODELS, benchmark, parse_seeds
-from recbole_metammf.config import parse_config_files, parse_value
-from recbole_metammf.utils import ConfigError
+from recbole_metammf.cmdline import parse_config_files, parse_settings_or_exit
+from recbole_metammf.errors import ConfigError
+from recbole_metammf.experiments.benchmark import DEFAULT_MODELS
+
+# torch, RecBole and the benchmark load in main(), after the options are read: `--help` answers at once
 
 
 def parse_args(argv):
@@ -55,18 +57,15 @@ def parse_args(argv):
                         help="users sampled for the t-SNE (default: 10)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for arg in rest:
-        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        if not key or not sep:
-            parser.error(f"unrecognized argument {arg!r}: settings for the runs are given as --key=value")
-        overrides[key] = parse_value(value)
-    return args, overrides
+    return args, parse_settings_or_exit(parser, rest)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args, overrides = parse_args(argv)
+    from recbole_metammf.experiments.benchmark.command import benchmark
+    from recbole_metammf.experiments.benchmark.plan import parse_seeds
+
     if not logging.getLogger().handlers:  # each run installs RecBole's handlers; until then, the console
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s  %(message)s")
     config_files = parse_config_files(args.config_files)

@@ -16,8 +16,10 @@ Continue an interrupted sweep with the same --output/--name (or --model/--datase
 import argparse
 import sys
 
-from recbole_metammf.config import parse_config_files, parse_value
-from recbole_metammf.utils import ConfigError
+from recbole_metammf.cmdline import parse_config_files, parse_settings_or_exit
+from recbole_metammf.errors import ConfigError
+
+# torch, RecBole and Ray load in main(), after the options are read: `--help` answers at once
 
 
 def parse_args(argv):
@@ -44,20 +46,14 @@ def parse_args(argv):
     parser.add_argument("--no-test", action="store_true", help="skip training and testing the best config again")
     parser.add_argument("--verbose", type=int, default=1, help="Ray Tune verbosity 0-3 (default 1)")
     args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    for item in rest:
-        if not item.startswith("--") or "=" not in item:
-            parser.error(f"unrecognised argument {item!r}; RecBole settings are given as --key=value")
-        key, value = item[2:].split("=", 1)
-        overrides[key] = parse_value(value)
-    return args, overrides
+    return args, parse_settings_or_exit(parser, rest)
 
 
 def main(argv=None):
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     if argv is None:  # RecBole's Config also reads --key=value from sys.argv: leave it only the settings
         sys.argv = sys.argv[:1] + [f"--{key}={value}" for key, value in overrides.items()]
-    from recbole_metammf.tune import quiet_ray_logs, run_sweep
+    from recbole_metammf.experiments.tune.sweep import quiet_ray_logs, run_sweep
 
     quiet_ray_logs()
     try:

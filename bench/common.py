@@ -12,13 +12,12 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 BENCHMARKS_MD = os.path.join(REPO_ROOT, "docs", "BENCHMARKS.md")
 
-from recbole_metammf.benchmark import machine as benchmark_machine  # noqa: E402 - after the path set-up
+from recbole_metammf.files import machine_text  # noqa: E402 - after the path set-up
 
 
 def machine():
     r"""One line: platform, device, Python and torch (the description run_benchmark.py records)."""
-    info = benchmark_machine()
-    return f"{info['platform']}, {info['device']}, Python {info['python']}, torch {info['torch']}"
+    return machine_text()
 
 
 def stamp():

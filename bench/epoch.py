@@ -28,6 +28,9 @@ import tempfile
 
 from common import REPO_ROOT, add_report_option, machine, publish, run_timed, stamp
 
+from recbole_metammf.cmdline import clean_argv, parse_config_files, parse_settings_or_exit
+from recbole_metammf.files import md_table
+
 DEFAULT_MODELS = ["MetaMMF_MF", "MetaMMF_GCN", "BPR", "LightGCN"]
 BASELINES = ["BPR", "LightGCN"]  # MetaMMF's times are given as ratios to these
 
@@ -71,8 +74,8 @@ def child(spec):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    sys.argv = sys.argv[:1]  # RecBole's Config would read this process's own arguments
-    config = Config(config_dict=spec["config_dict"], config_file_list=spec["config_files"] or None)
+    with clean_argv():  # RecBole's Config would read this process's own arguments
+        config = Config(config_dict=spec["config_dict"], config_file_list=spec["config_files"] or None)
     seed_everything(config)
     start = time.perf_counter()
     dataset = create_dataset(config)
@@ -169,15 +172,8 @@ def main(argv=None):
     add_report_option(parser)
     args, rest = parser.parse_known_args(argv)
 
-    from recbole_metammf.benchmark import build_runs, clean_argv
-    from recbole_metammf.config import parse_config_files, parse_value
-
-    overrides = {}
-    for item in rest:
-        key, eq, value = item.lstrip("-").partition("=")
-        if not item.startswith("--") or not eq:
-            parser.error(f"unrecognised argument {item!r}; settings are given as --key=value")
-        overrides[key] = parse_value(value)
+    overrides = parse_settings_or_exit(parser, rest)
+    from recbole_metammf.experiments.benchmark.plan import build_runs
     config_files = parse_config_files(args.config_files) or []
     if args.synthetic:
         work = args.work or tempfile.mkdtemp(prefix=f"epoch_{args.synthetic}_")
@@ -229,17 +225,16 @@ def main(argv=None):
         + (f"; each epoch's time extrapolated from its first {args.batches} batches" if args.batches else "")
         + "), then one full-ranking evaluation of the validation split.",
         "",
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join("---" for _ in header) + " |",
     ]
+    table = []
     for row in rows:
         model = row["model"]
         cells = [model, seconds(epoch_time[model])] + [ratio(epoch_time[model], epoch_time[b]) for b in bases]
         cells += [seconds(row["eval_seconds"])] + [ratio(row["eval_seconds"], per_model[b]["eval_seconds"]) for b in bases]
         cells += [f"{row['peak_rss_mb'] / 1024:.2f}"] + ([f"{(row['peak_gpu_mb'] or 0) / 1024:.2f}"] if on_gpu else [])
         cells += [str(row["train_batches"]), f"{row['parameters']:,}", f"{row['valid_ndcg@20']:.4f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "epochs (s): " + "; ".join(
+        table.append(cells)
+    lines += [md_table(header, table), "", "epochs (s): " + "; ".join(
         f"{row['model']} " + ", ".join(seconds(s) for s in row["epoch_seconds"]) for row in rows
     ) + "; data load (s): " + ", ".join(f"{row['model']} {row['load_seconds']:.1f}" for row in rows)
         + "; model and trainer built (s): " + ", ".join(f"{row['model']} {row['build_seconds']:.1f}" for row in rows), ""]

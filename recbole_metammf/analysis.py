@@ -1,6 +1,6 @@
 r"""The paper's analyses that need no training loop: parameter counts, plots and the t-SNE of Fig. 4.
 
-Used by :mod:`recbole_metammf.benchmark` (``run_benchmark.py``):
+Used by :mod:`recbole_metammf.experiments.benchmark` (``run_benchmark.py``):
 
 * :func:`tower_parameters` — parameters of a meta fusion tower (Eq. 12) with ``T`` full or CP (Table 4),
   counted from :class:`~recbole_metammf.model.layers.MetaFusionTower` itself on PyTorch's ``meta``

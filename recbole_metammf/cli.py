@@ -26,6 +26,8 @@ Print each user's top-K items, by original token, leaving out the items the user
 import argparse
 import sys
 
+from recbole_metammf.cmdline import parse_config_files, parse_settings
+
 # torch and RecBole load in main(), after the options are read: `--help` answers at once
 
 
@@ -86,17 +88,12 @@ def print_recommendations(args, rest):
 def check_settings(rest):
     r"""Every argument left for RecBole's Config is a ``--key=value`` setting; RecBole would ignore the
     others with a warning (``--epochs 5`` trains for the default number of epochs)."""
-    from recbole_metammf.utils import ConfigError
-
-    for arg in rest:
-        if not arg.startswith("--") or "=" not in arg or arg.startswith("--="):
-            raise ConfigError(f"{arg}: not an option; settings are given as --key=value (e.g. --epochs=5)")
+    parse_settings(rest)
 
 
 def main():
     r"""The ``recbole-metammf`` command (and ``python -m recbole_metammf``, ``run_recbole_metammf.py``)."""
     args, rest = parse_own_options(sys.argv[1:])
-    from recbole_metammf.config import parse_config_files
     from recbole_metammf.quick_start import run, run_recbole_metammf
     from recbole_metammf.trainer import CheckpointError, NonFiniteLossError
     from recbole_metammf.utils import ConfigError, DataError

@@ -18,50 +18,19 @@ In a multi-process run (``local_rank`` set by :func:`recbole_metammf.quick_start
 group uses nccl on GPUs and gloo on CPU; RecBole 1.2.1 always asks for nccl and a GPU.
 """
 
-import ast
 import difflib
 import os
-import re
 import sys
 
 import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_metammf.cmdline import parse_value
 from recbole_metammf.compat import physical_gpu_count
 from recbole_metammf.config_checks import check_values, recbole_download_names, unknown_key_messages
+from recbole_metammf.files import SafeLoader
 from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, get_model, modality_scaling
-
-
-class _SafeLoader(yaml.SafeLoader):
-    r"""YAML's safe loader, reading ``1e-6`` as a float like RecBole's loader does."""
-
-
-_SafeLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_value(text):
-    r"""A command-line value as a Python literal (``[128,64,32]``, ``1e-6``, ``False``), else the string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        lowered = text.lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        if lowered in ("none", "null", "~"):
-            return None
-        return text
 
 
 DIST_BACKENDS = ("nccl", "gloo")
@@ -100,18 +69,13 @@ def distributed_backend_and_device(config):
     return backend or ("nccl" if use_cuda else "gloo"), device
 
 
-def parse_config_files(text):
-    r"""``--config_files`` as a list of paths (separated by spaces or commas), or None when not given."""
-    return text.replace(",", " ").split() if text else None
-
-
 def read_config_file(path):
     r"""A config file's settings and the line of each key, ``(settings, {key: line})``, read with the
     safe loader. An unreadable file, malformed YAML, or YAML that is not ``key: value`` lines is a
     :class:`ConfigError` naming the file and the line (yaml's own message names ``"<unicode string>"``)."""
     try:
         with open(path, encoding="utf-8") as f:
-            loader = _SafeLoader(f)
+            loader = SafeLoader(f)
             try:
                 node = loader.get_single_node()
                 settings = {} if node is None else loader.construct_document(node)
@@ -154,7 +118,7 @@ class Config(RecBoleConfig):
         super().__init__(model, dataset, config_file_list, config_dict)
 
     def _build_yaml_loader(self):
-        return _SafeLoader
+        return SafeLoader
 
     def _convert_config_dict(self, config_dict):
         return {key: parse_value(value) if isinstance(value, str) else value for key, value in config_dict.items()}

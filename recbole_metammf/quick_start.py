@@ -233,9 +233,10 @@ def plain_result(result):
     return plain
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
+def objective_function(config_dict=None, config_file_list=None, saved=True, verbose=False):
     r"""One quiet run for sweeps and benchmarks: the same data, trainer and evaluator as
-    :func:`run_recbole_metammf`, returning the same dict (valid results select, test is reported)."""
+    :func:`run_recbole_metammf`, returning the same dict (valid results select, test is reported).
+    ``verbose``: log the dataset, the model and each epoch (RecBole's INFO lines; the log file and the console)."""
     config = Config(config_dict=config_dict, config_file_list=config_file_list)
     seed_everything(config)
     logger = getLogger()
@@ -243,7 +244,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
         logger.removeHandler(handler)
     init_logger(config)
     logging.basicConfig(level=logging.ERROR)
-    return _train_and_test(config, saved=saved, verbose=False)
+    return _train_and_test(config, saved=saved, verbose=verbose)
 
 
 def load_data_and_model(model_file):

@@ -13,6 +13,8 @@ import torch
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_metammf.errors import ConfigError
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 # the repository's folders (an editable install, a checkout), else the copies setup.py puts in the package
 _DATA_ROOT = REPO_ROOT if os.path.isfile(os.path.join(REPO_ROOT, "properties", "overall.yaml")) else os.path.join(
@@ -28,10 +30,6 @@ _RECBOLE_MODEL_PACKAGES = [
     "recbole.model.sequential_recommender",
     "recbole.model.knowledge_aware_recommender",
 ]
-
-
-class ConfigError(ValueError):
-    r"""A configuration value is refused; the message names the key, the value and what is accepted."""
 
 
 class DataError(ValueError):

@@ -1,4 +1,4 @@
-"""Issue 4: run_benchmark.py — side-by-side runs, the Table 2 summary with the paired t-test, resume,
+"""run_benchmark.py — side-by-side runs, the Table 2 summary with the paired t-test, resume,
 presets (the paper's analyses), plots, and the data-free parameter count of Table 4."""
 
 import csv
@@ -13,7 +13,9 @@ import yaml
 from scipy import stats
 
 import recbole_metammf.quick_start as quick_start
-from recbole_metammf import analysis, benchmark
+from recbole_metammf import analysis
+from recbole_metammf.experiments.benchmark import plan
+from recbole_metammf.experiments.benchmark import summary as tables
 from recbole_metammf.utils import PROPERTIES_DIR, REPO_ROOT, ConfigError
 
 SCRIPT = os.path.join(REPO_ROOT, "run_benchmark.py")
@@ -64,7 +66,7 @@ def test_three_models_two_seeds_table_resume_and_plots(tiny_yaml, in_tmp_cwd, mo
         assert record["config"]["embedding_size"] == (64 if record["model"] == "BPR" else 32)
         assert len(record["valid_curve"]) == 1 and record["epochs"] == 1 and record["epochs_to_best"] == 1
         assert record["train_seconds_per_epoch"] > 0 and record["n_parameters"] > 0
-        assert set(benchmark.METRICS) <= set(record["test_result"])
+        assert set(plan.METRICS) <= set(record["test_result"])
         assert os.path.isfile(out / record["checkpoint"])
     assert set(records) == {(m, s) for m in MODELS for s in (2020, 2021)}
     assert records[("MetaMMF_MF", 2020)]["fusion_tower_parameters"]["meta_learner"] == 16 * (14 + 32 + 5)
@@ -74,7 +76,7 @@ def test_three_models_two_seeds_table_resume_and_plots(tiny_yaml, in_tmp_cwd, mo
 
     # the summary: one row per metric, a column per model, improvement and the paired t-test's p-value
     rows = read_csv(out / "summary.csv")
-    assert [row["metric"] for row in rows] == benchmark.METRICS
+    assert [row["metric"] for row in rows] == plan.METRICS
     assert {"improvement_pct", "p_value", "best_metammf", "strongest_other"} <= set(rows[0])
     # the compared pair is chosen on validation, the same in every row
     valid_mean = {m: sum(records[(m, s)]["best_valid_score"] for s in (2020, 2021)) / 2 for m in MODELS}
@@ -172,39 +174,39 @@ SHIPPED_PRESETS = sorted(
 
 @pytest.mark.parametrize("name", SHIPPED_PRESETS)
 def test_shipped_presets_build_valid_runs(name, tiny_yaml):
-    preset = benchmark.load_preset(name)
-    runs = benchmark.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset)
+    preset = plan.load_preset(name)
+    runs = plan.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset)
     assert len(runs) == len(preset["models"]) * len(preset["variants"])
     assert len({run.run_id for run in runs}) == len(runs)
     assert all(run.label == f"{run.model}[{run.variant}]" for run in runs)
-    benchmark.check_runs(runs)  # every variant is a valid config (the models' own checks)
+    plan.check_runs(runs)  # every variant is a valid config (the models' own checks)
 
 
 def test_run_identity_and_harmonisation(tiny_yaml):
-    base = benchmark.build_runs("tiny", ["BPR", "MetaMMF_GCN"], [1, 2], {"epochs": 1}, [tiny_yaml])
+    base = plan.build_runs("tiny", ["BPR", "MetaMMF_GCN"], [1, 2], {"epochs": 1}, [tiny_yaml])
     assert [(r.label, r.seed) for r in base] == [("BPR", 1), ("MetaMMF_GCN", 1), ("BPR", 2), ("MetaMMF_GCN", 2)]
     bpr, metammf = base[0].config_dict, base[1].config_dict
     assert bpr["embedding_size"] == 64
     assert metammf["embedding_size"] + metammf["fusion_layers"][-1] == 64
     assert bpr["train_neg_sample_args"] == metammf["train_neg_sample_args"]
-    same = benchmark.build_runs("tiny", ["BPR"], [1], {"epochs": 1}, [tiny_yaml])[0]
-    changed = benchmark.build_runs("tiny", ["BPR"], [1], {"epochs": 2}, [tiny_yaml])[0]
+    same = plan.build_runs("tiny", ["BPR"], [1], {"epochs": 1}, [tiny_yaml])[0]
+    changed = plan.build_runs("tiny", ["BPR"], [1], {"epochs": 2}, [tiny_yaml])[0]
     assert same.run_id == base[0].run_id and changed.run_id != base[0].run_id
     with pytest.raises(ConfigError, match="seed"):
-        benchmark.build_runs("tiny", ["BPR"], [1], {"seed": 3})
+        plan.build_runs("tiny", ["BPR"], [1], {"seed": 3})
     with pytest.raises(ConfigError, match="close matches"):
-        benchmark.build_runs("tiny", ["LightGCNN"], [1])
+        plan.build_runs("tiny", ["LightGCNN"], [1])
     with pytest.raises(ConfigError, match="preset"):
-        benchmark.load_preset("nonexistent")
-    assert benchmark.parse_seeds("3") == [2020, 2021, 2022] and benchmark.parse_seeds("7,") == [7]
+        plan.load_preset("nonexistent")
+    assert plan.parse_seeds("3") == [2020, 2021, 2022] and plan.parse_seeds("7,") == [7]
 
 
 def test_p_value_needs_two_seeds_and_failed_runs_are_retried(tiny_yaml, in_tmp_cwd, monkeypatch):
-    def fake(config_dict=None, config_file_list=None, saved=True):
+    def fake(config_dict=None, config_file_list=None, saved=True, **kwargs):
         if config_dict["model"] == "LightGCN" and not os.environ.get("LIGHTGCN_WORKS"):
             raise RuntimeError("boom")
         score = 0.1 if config_dict["model"] == "LightGCN" else 0.2
-        metrics = {m: score for m in benchmark.METRICS}
+        metrics = {m: score for m in plan.METRICS}
         return {"best_valid_score": score, "best_valid_result": metrics, "test_result": metrics, "epochs": 1,
                 "train_seconds_per_epoch": 0.5, "valid_history": [(0, metrics)], "n_parameters": 7, "checkpoint": None}
 
@@ -244,12 +246,12 @@ def test_results_at_or_below_pop_or_with_low_coverage_are_flagged():
         "BelowPop": _group("BelowPop", {1: {**base, "recall@20": 0.07, "ndcg@20": 0.030}}),
         "Narrow": _group("Narrow", {1: {**base, "recall@20": 0.08, "ndcg@20": 0.040, "itemcoverage@20": 0.03}}),
     }
-    flags = {row["label"]: row["flags"] for row in benchmark.ranking_diagnosis(groups)}
+    flags = {row["label"]: row["flags"] for row in tables.ranking_diagnosis(groups)}
     assert flags["Good"] == []
     assert flags["BelowPop"] == ["at or below Pop"]
     assert flags["Narrow"] == ["coverage < 5%"]
     assert flags["Pop"] == ["coverage < 5%"]  # the floor is not compared with itself
-    md, csv_text, _ = benchmark.diagnosis_tables(groups)
+    md, csv_text, _ = tables.diagnosis_tables(groups)
     assert "| BelowPop | 0.2000 | 50.0 | 0.9000 | **at or below Pop** |" in md
     assert csv_text.splitlines()[0] == "label,itemcoverage@20,averagepopularity@20,giniindex@20,flags"
 

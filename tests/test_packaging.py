@@ -6,6 +6,8 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
+
 from recbole_metammf.utils import REPO_ROOT
 
 
@@ -21,6 +23,23 @@ def test_help_loads_neither_torch_nor_recbole():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--model MODEL" in done.stdout and "python -m recbole_metammf" in done.stdout
+
+
+@pytest.mark.parametrize("script", ["run_benchmark.py", "run_tune.py", "bench/epoch.py"])
+def test_help_of_the_experiment_scripts_loads_neither_torch_nor_recbole(script):
+    probe = (
+        "import os, runpy, sys\n"
+        f"path = {os.path.join(REPO_ROOT, script)!r}\n"
+        "sys.argv = [path, '--help']\n"
+        "sys.path.insert(0, os.path.dirname(path))  # what `python SCRIPT` does\n"
+        "try:\n    runpy.run_path(path, run_name='__main__')\n"
+        "except SystemExit as stop:\n    assert stop.code in (0, None), stop.code\n"
+        "heavy = sorted(name for name in ('torch', 'recbole', 'ray', 'pandas') if name in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "--config_files" in done.stdout
 
 
 def test_the_wheel_runs_the_bundled_dataset_from_an_empty_folder(tmp_path):

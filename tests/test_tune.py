@@ -11,7 +11,7 @@ import yaml
 
 from recbole_metammf.config import Config
 from recbole_metammf.quick_start import run_recbole_metammf
-from recbole_metammf.tune import parse_space
+from recbole_metammf.experiments.tune.space import parse_space
 from recbole_metammf.utils import REPO_ROOT, ConfigError
 
 # the script at the repository root, wherever pytest puts sys.path

@@ -1,0 +1,144 @@
+r"""The plan of a benchmark: presets (``properties/benchmark/<preset>.yaml``), the per-model settings of
+``properties/benchmark/models.yaml``, and the runs (model x seed x preset variant), each checked once
+before anything trains."""
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from recbole_metammf.cmdline import clean_argv
+from recbole_metammf.errors import ConfigError
+from recbole_metammf.experiments.benchmark import FIRST_SEED
+from recbole_metammf.files import read_yaml
+from recbole_metammf.utils import PROPERTIES_DIR, get_model, to_plain
+
+BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")
+HARMONISATION_FILE = os.path.join(BENCHMARK_DIR, "models.yaml")
+METRICS = [f"{name}@{k}" for k in (10, 20) for name in ("precision", "recall", "hit", "ndcg")]
+SHORT_NAMES = {"precision": "P", "recall": "R", "hit": "Hit", "ndcg": "NDCG", "itemcoverage": "ItemCoverage",
+               "averagepopularity": "AveragePopularity", "giniindex": "GiniIndex"}
+RUNNER_KEYS = ("seed", "checkpoint_dir")  # set per run by the runner; not part of a run's identity
+
+
+def short_metric(metric):
+    name, k = metric.split("@")
+    return f"{SHORT_NAMES.get(name, name)}@{k}"
+
+
+def is_metammf(model):
+    return model.startswith("MetaMMF")
+
+
+def parse_seeds(text):
+    r"""``"5"`` -> five seeds from 2020; ``"1,7,42"`` -> those seeds (``"7,"`` is the single seed 7)."""
+    text = str(text).strip()
+    try:
+        if "," in text:
+            seeds = [int(part) for part in text.split(",") if part.strip()]
+        else:
+            seeds = list(range(FIRST_SEED, FIRST_SEED + int(text)))
+    except ValueError:
+        raise ConfigError(f"seeds: got {text!r}; expected a count (5) or a comma-separated list (2020,2021)") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: got {text!r}; expected at least one seed and no repeats")
+    return seeds
+
+
+def load_preset(name_or_path):
+    r"""A preset: ``properties/benchmark/<name>.yaml`` or a YAML file of the same form (``title``,
+    ``models``, ``variants``: label -> overrides, optionally ``plot_against`` and ``movielens_meta_parameters``)."""
+    path = name_or_path if os.path.isfile(name_or_path) else os.path.join(BENCHMARK_DIR, f"{name_or_path}.yaml")
+    available = sorted(
+        name[:-5] for name in os.listdir(BENCHMARK_DIR) if name.endswith(".yaml") and name != "models.yaml"
+    )
+    if not os.path.isfile(path) or os.path.abspath(path) == os.path.abspath(HARMONISATION_FILE):
+        raise ConfigError(f"preset: {name_or_path!r} is neither a YAML file nor one of {', '.join(available)}")
+    preset = read_yaml(path)
+    variants = preset.get("variants")
+    if not isinstance(variants, dict) or not variants or not all(isinstance(v, dict) for v in variants.values()):
+        raise ConfigError(f"preset {path}: 'variants' must map each label to a dict of overrides")
+    if not isinstance(preset.get("models", []), list):
+        raise ConfigError(f"preset {path}: 'models' must be a list of model names")
+    preset["name"] = os.path.splitext(os.path.basename(path))[0]
+    preset["path"] = path
+    return preset
+
+
+@dataclass
+class RunSpec:
+    r"""One run of the benchmark: a model (or a preset variant of it) with one seed."""
+
+    label: str
+    model: str
+    seed: int
+    config_dict: dict  # everything the run is given except the runner's keys
+    variant: str = None
+    overrides: dict = field(default_factory=dict)  # the preset variant's overrides
+
+    @property
+    def digest(self):
+        identity = json.dumps(to_plain(self.config_dict), sort_keys=True)
+        return hashlib.sha1(identity.encode("utf-8")).hexdigest()[:8]
+
+    @property
+    def run_id(self):
+        safe_label = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", self.label).strip("-")
+        return f"{safe_label}__seed{self.seed}__{self.digest}"
+
+
+def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset=None, harmonisation=HARMONISATION_FILE):
+    r"""The runs of a benchmark, seed by seed (all models of the first seed come first, so an
+    interrupted benchmark has whole comparisons). A run's settings, later wins: ``common`` and the
+    model's entry in ``harmonisation``, the ``config_files`` in order, the preset variant, ``overrides``."""
+    overrides = dict(overrides or {})
+    for key in RUNNER_KEYS:
+        if key in overrides:
+            hint = "use --seeds" if key == "seed" else "the benchmark keeps each run's checkpoint under DIR/checkpoints"
+            raise ConfigError(f"{key}: set by the benchmark for each run ({hint})")
+    harmonised = read_yaml(harmonisation) if harmonisation else {}
+    common, per_model = dict(harmonised.get("common") or {}), dict(harmonised.get("models") or {})
+    from_files = {}
+    for path in config_files or []:
+        from_files.update(read_yaml(path))
+    for key in ("model", "dataset", *RUNNER_KEYS):
+        from_files.pop(key, None)
+    variants = preset["variants"] if preset else {None: {}}
+    models = list(dict.fromkeys(models))  # once each, in the order given
+    for model in models:
+        get_model(model)  # an unknown name fails now, with close matches
+    runs = []
+    for seed in seeds:
+        for model in models:
+            for variant, variant_overrides in variants.items():
+                config_dict = {
+                    **common,
+                    **dict(per_model.get(model) or {}),
+                    **from_files,
+                    **variant_overrides,
+                    **overrides,
+                    "model": model,
+                    "dataset": dataset,
+                }
+                label = model if variant is None else f"{model}[{variant}]"
+                runs.append(RunSpec(label, model, seed, config_dict, variant, dict(variant_overrides)))
+    return runs
+
+
+def check_runs(runs):
+    r"""Build each label's Config once before anything trains: a bad key or value stops the benchmark
+    at once (the models' ``check_config``), not after hours of other runs."""
+    from recbole_metammf.config import Config
+
+    seen = set()
+    for run in runs:
+        if run.label in seen:
+            continue
+        seen.add(run.label)
+        with clean_argv():
+            try:
+                Config(config_dict={**run.config_dict, "seed": run.seed})
+            except ConfigError as error:
+                raise ConfigError(f"{run.label}: {error}") from None
+

@@ -1,0 +1,137 @@
+r"""Running a benchmark's runs: each through :func:`recbole_metammf.quick_start.objective_function`,
+its record written to ``DIR/runs/<run id>.json`` (atomically), a finished run never trained again,
+a failed one noted in ``DIR/failed/`` and retried by the next invocation."""
+
+import datetime
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+
+from tqdm import tqdm
+
+from recbole_metammf import analysis
+from recbole_metammf.cmdline import clean_argv
+from recbole_metammf.experiments.benchmark.plan import METRICS, short_metric
+from recbole_metammf.files import machine, write_json
+from recbole_metammf.utils import to_plain
+
+FORMAT_VERSION = 1
+
+
+def epoch_of_best(curve, valid_metric, bigger=True):
+    r"""The first epoch whose validation score is the best one (RecBole updates only on a strict gain)."""
+    best_epoch, best = None, None
+    for epoch, result in curve:
+        value = result.get(valid_metric)
+        if value is None:
+            continue
+        if best is None or (value > best if bigger else value < best):
+            best_epoch, best = epoch, value
+    return best_epoch
+
+
+def run_one(run, output_dir):
+    r"""Train and test one run through ``objective_function``; returns its record (plain data)."""
+    from recbole_metammf.quick_start import objective_function
+    from recbole_metammf.trainer import load_checkpoint
+
+    checkpoint_dir = os.path.join(os.path.abspath(output_dir), "checkpoints", run.run_id)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # what an interrupted attempt left
+    config_dict = {**run.config_dict, "seed": run.seed, "checkpoint_dir": checkpoint_dir, "show_progress": False}
+    start = time.perf_counter()
+    with clean_argv():
+        result = objective_function(config_dict=config_dict, saved=True, verbose=True)  # each epoch in its log file
+    wall_seconds = time.perf_counter() - start
+
+    checkpoint = result.get("checkpoint")
+    final = load_checkpoint(checkpoint)["config"]["final"] if checkpoint and os.path.isfile(checkpoint) else {}
+    last = result.get("last_checkpoint")
+    if last and os.path.isfile(last):
+        os.remove(last)  # only a killed run resumes from it; this one finished
+    valid_metric = str(final.get("valid_metric", "NDCG@20")).lower()
+    curve = [[int(epoch), to_plain(dict(values))] for epoch, values in result["valid_history"]]
+    best_epoch = epoch_of_best(curve, valid_metric, result.get("valid_score_bigger", True))
+    try:
+        fusion = analysis.fusion_tower_parameters(final) if final else None
+    except (OSError, KeyError, ValueError, IndexError):
+        fusion = None
+    return {
+        "format": FORMAT_VERSION,
+        "run_id": run.run_id,
+        "label": run.label,
+        "model": run.model,
+        "variant": run.variant,
+        "variant_overrides": run.overrides,
+        "seed": run.seed,
+        "dataset": run.config_dict["dataset"],
+        "config_dict": {**run.config_dict, "seed": run.seed},
+        "config": final,
+        "valid_metric": valid_metric,
+        "best_valid_score": result["best_valid_score"],
+        "valid_score_bigger": result.get("valid_score_bigger", True),
+        "best_valid_result": dict(result["best_valid_result"] or {}),
+        "test_result": dict(result["test_result"]),
+        "valid_curve": curve,
+        "epochs": result["epochs"],
+        "epoch_of_best": best_epoch,
+        "epochs_to_best": None if best_epoch is None else best_epoch + 1,
+        "train_seconds_per_epoch": result["train_seconds_per_epoch"],
+        "n_parameters": result["n_parameters"],
+        "fusion_tower_parameters": fusion,
+        "checkpoint": os.path.relpath(checkpoint, output_dir) if checkpoint else None,
+        "wall_seconds": wall_seconds,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+
+
+def run_all(runs, output_dir, progress=True):
+    r"""Run what has no record in ``output_dir/runs`` yet; returns (records by run id, failures).
+    A run that raises is logged, noted in ``output_dir/failed/`` and retried by the next invocation;
+    the others go on."""
+    logger = logging.getLogger()
+    runs_dir, failed_dir = os.path.join(output_dir, "runs"), os.path.join(output_dir, "failed")
+    os.makedirs(runs_dir, exist_ok=True)
+    records, pending, failures = {}, [], []
+    for run in runs:
+        path = os.path.join(runs_dir, f"{run.run_id}.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                records[run.run_id] = json.load(f)
+        else:
+            pending.append(run)
+    if records:
+        logger.info(f"benchmark: {len(records)} of {len(runs)} runs already finished in {runs_dir}, not re-run")
+    bar = tqdm(total=len(runs), initial=len(records), unit="run", desc="benchmark", disable=not progress, file=sys.stderr)
+    try:
+        for run in pending:
+            bar.set_postfix_str(f"{run.label} seed {run.seed}")
+            failure_path = os.path.join(failed_dir, f"{run.run_id}.json")
+            try:
+                record = run_one(run, output_dir)
+            except Exception as error:  # noqa: BLE001 - one failing run must not lose the others
+                logger.error(f"benchmark: {run.label} seed {run.seed} failed: {type(error).__name__}: {error}")
+                os.makedirs(failed_dir, exist_ok=True)
+                write_json(failure_path, {"run_id": run.run_id, "label": run.label, "seed": run.seed,
+                                          "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
+                failures.append((run, error))
+            else:
+                write_json(os.path.join(runs_dir, f"{run.run_id}.json"), record)
+                records[run.run_id] = record
+                if os.path.isfile(failure_path):
+                    os.remove(failure_path)
+                logger.info(
+                    f"benchmark: {run.label} seed {run.seed}: test "
+                    + ", ".join(f"{short_metric(m)} {record['test_result'].get(m, float('nan')):.4f}" for m in METRICS[4:])
+                    + f"; {record['epochs']} epochs, best at {record['epochs_to_best']}, "
+                    f"{record['train_seconds_per_epoch']:.2f} s/epoch"
+                )
+            bar.update(1)
+    finally:
+        bar.close()
+    return records, failures
+
