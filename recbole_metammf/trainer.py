@@ -247,17 +247,20 @@ def distributed_data_parallel(model, config):
     return model, ddp_without_buffer_sync(model, device_ids=None)
 
 
-def break_ties(scores, order):
-    r"""``scores`` (users x items) replaced by the negated rank of each item in its row, equal scores
-    ranked by their position in ``order`` (a permutation of the items) instead of by item id, which
-    torch.topk would follow. RecBole numbers items by first appearance in the interaction files, so
-    that id order favours popular items. ``-inf`` (masked) entries stay ``-inf``."""
-    permuted = scores[:, order]
-    ranking = torch.sort(permuted, dim=1, descending=True, stable=True).indices
-    ranks = torch.empty_like(ranking)
-    ranks.scatter_(1, ranking, torch.arange(ranking.shape[1], device=scores.device).expand_as(ranking))
-    broken = torch.empty_like(scores)
-    broken[:, order] = -ranks.to(scores.dtype)
+def break_ties(scores, generator):
+    r"""``scores`` (users x items) with ties between finite scores broken at random, independently for
+    each user (``generator`` draws the order), instead of by item id, which torch.topk follows: RecBole
+    numbers items by first appearance in the interaction files, so that id order favours popular items.
+    Without ties the scores are returned as they are; with ties each row becomes the negated ranks of
+    its items, and ``-inf`` (masked) entries stay ``-inf``."""
+    values = scores.sort(dim=1, descending=True).values
+    if not ((values[:, 1:] == values[:, :-1]) & torch.isfinite(values[:, 1:])).any():
+        return scores
+    shuffle = torch.rand(scores.shape, generator=generator, device=scores.device).argsort(dim=1)
+    ranking = scores.gather(1, shuffle).sort(dim=1, descending=True, stable=True).indices
+    ranks = torch.empty_like(shuffle)
+    ranks.scatter_(1, shuffle.gather(1, ranking), torch.arange(scores.shape[1], device=scores.device).expand_as(shuffle))
+    broken = -ranks.to(scores.dtype)
     broken[torch.isneginf(scores)] = -torch.inf
     return broken
 
@@ -420,9 +423,8 @@ class SafeCheckpointMixin:
             return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         # cold start (recbole_metammf.cold_start): rank among the part's held-out items (the result that
         # selects), then among all items, reported as all_items/<metric>. Never-trained items often tie
-        # (ID-only models score them all alike): ties go by a random order fixed by the seed, not by item id
-        generator = torch.Generator().manual_seed(self.config["seed"])
-        self._tie_order = torch.randperm(len(candidates), generator=generator).to(self.device)
+        # (ID-only models score them all alike): ties go by a random order per user, drawn from the seed, not by item id
+        self._tie_order = torch.Generator(device=self.device).manual_seed(self.config["seed"])
         self._candidates = candidates.to(self.device)
         try:
             result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
@@ -434,7 +436,7 @@ class SafeCheckpointMixin:
         return result
 
     _candidates = None  # a boolean mask over item ids while evaluate() ranks a restricted candidate set
-    _tie_order = None  # cold start: a fixed random order of the items that breaks ties of equal scores
+    _tie_order = None  # cold start: the generator that breaks ties of equal scores (see break_ties)
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)

@@ -264,11 +264,17 @@ def test_an_id_only_model_cannot_take_new_items(tiny_config, in_tmp_cwd):
         recommend(result["checkpoint"], ["3"], new_items=path)
 
 
-def test_tied_scores_are_ranked_by_a_seeded_random_order_not_by_item_id():
+def test_tied_scores_are_ranked_at_random_for_each_user_not_by_item_id():
     from recbole_metammf.trainer import break_ties
 
-    scores = torch.tensor([[0.0, 0.0, 0.0, 1.0, -torch.inf, 0.5]])
-    order = torch.tensor([1, 5, 2, 0, 3, 4])
-    broken = break_ties(scores, order)
-    assert torch.topk(broken, 5).indices.tolist() == [[3, 5, 1, 2, 0]]  # ties 1, 2, 0: their places in order
-    assert broken[0, 4] == -torch.inf
+    distinct = torch.tensor([[0.1, 0.3, -torch.inf, 0.2]])
+    assert break_ties(distinct, torch.Generator().manual_seed(0)) is distinct  # no ties: unchanged
+    scores = torch.zeros(200, 50)
+    scores[:, 7], scores[:, 3] = 2.0, -torch.inf
+    broken = break_ties(scores, torch.Generator().manual_seed(0))
+    top = torch.topk(broken, 10).indices
+    assert (top[:, 0] == 7).all() and not (top == 3).any() and torch.isneginf(broken[:, 3]).all()
+    assert len({tuple(row) for row in top[:, 1:].tolist()}) == 200  # each user has an order of their own
+    assert top[:, 1:].float().mean() == pytest.approx(24.5, abs=2.0)  # not the lowest ids first
+    again = break_ties(scores, torch.Generator().manual_seed(0))
+    assert torch.equal(broken, again)  # fixed by the seed

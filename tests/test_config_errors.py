@@ -108,6 +108,7 @@ SCRIPT_OPTIONS = {
     "model", "dataset", "config_files", "resume", "checkpoint", "users", "topk", "nproc", "world_size", "ip",
     "port", "group_offset", "models", "seeds", "output", "preset", "tsne_users", "space", "metric", "name",
     "address", "scheduler", "batches", "profile", "scale", "synthetic", "work", "report", "key",
+    "new_items", "items",
 }
 
 
