@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 
-# the plugin's multimodal baselines (issue 5)
+# the plugin's multimodal baselines
 BASELINES = [
     "VBPR",
     "EarlyFusion_MF",

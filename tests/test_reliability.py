@@ -1,4 +1,4 @@
-"""Issue 8: safe checkpoints, kill and resume, determinism, recommend, clear errors for bad configs,
+"""Reliability: safe checkpoints, kill and resume, determinism, recommend, clear errors for bad configs,
 and the finite-loss / finite-feature checks."""
 
 import argparse
