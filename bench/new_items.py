@@ -1,4 +1,4 @@
-r"""Time adding new items to a trained model and recommending for users (issue 18's target: 1,000 new
+r"""Time adding new items to a trained model and recommending for users (the target: 1,000 new
 items and 1,000 users of tiktok under 5 s on 2 cores).
 
     python bench/new_items.py --checkpoint=saved/MetaMMF_LightGCN-<time>.pth [--items=1000] [--users=1000]

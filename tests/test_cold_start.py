@@ -1,5 +1,5 @@
 """The cold-start item protocol (cold_start: item), never-trained items scored from their features,
-and new items added to a trained model (issue 18). All on the tiny dataset of conftest.py."""
+and new items added to a trained model. All on the tiny dataset of conftest.py."""
 
 import os
 import runpy
