@@ -7,13 +7,25 @@ or field (or what happened to the file) and what was expected, and nothing is wr
 import argparse
 import logging
 import sys
+import textwrap
 
-from dataset_converters import FORMATS, atomic
-from dataset_converters.atomic import ConversionError, convert
+from dataset_converters import writer
+from dataset_converters.conversion import convert
+from dataset_converters.converted import ConversionError
+from dataset_converters.formats import FORMATS, describe
 
 # RecBole's log line: "Wed 01 Jan 2020 12:00:00 INFO  message"
 LOG_FORMAT = "%(asctime)-15s %(levelname)s  %(message)s"
 LOG_DATEFMT = "%a %d %b %Y %H:%M:%S"
+
+
+def formats_text():
+    r"""The ``formats:`` paragraph of ``--help``: one entry per row of :data:`FORMATS`."""
+    width = max(map(len, FORMATS)) + 4
+    return "formats:\n" + "\n".join(
+        textwrap.fill(describe(name), 79, initial_indent=f"  {name:<{width - 2}}", subsequent_indent=" " * width)
+        for name in FORMATS
+    ) + "\n\n"
 
 
 EPILOG = """\
@@ -44,11 +56,11 @@ def build_parser():
         prog="python -m dataset_converters",
         description="Convert a multimodal recommendation release to RecBole atomic files "
         "(DST/NAME/NAME[.train|.valid|.test].inter, NAME.item with v_feat/a_feat/t_feat, NAME.yaml).",
-        epilog=EPILOG,
+        epilog=formats_text() + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--format", required=True, choices=FORMATS,
-                   help="the release's layout (the formats table in README.md, \"Your own data\")")
+                   help="the release's layout (formats: below)")
     p.add_argument("--src", required=True, help="folder holding the release's files")
     p.add_argument("--dst", required=True, help="folder to write NAME/ into (e.g. dataset)")
     p.add_argument("--name", required=True, help="dataset name: RecBole's --dataset")
@@ -84,7 +96,7 @@ def main(argv=None):
         level=logging.WARNING if args.quiet else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT
     )
     if args.quiet:
-        atomic.PROGRESS = False
+        writer.PROGRESS = False
     try:
         convert(
             args.format,

@@ -10,7 +10,9 @@ hold one float64 row per item (written with float32's precision).
 import logging
 import os
 
-from dataset_converters.atomic import ALL, Converted, Part, apply_item_offset, load_modalities, load_npy, pairs_from_dict
+from dataset_converters.converted import ALL, Converted, Part
+from dataset_converters.reading import apply_item_offset, load_modalities, pairs_from_dict
+from dataset_converters.safe_unpickle import load_npy
 
 logger = logging.getLogger("dataset_converters")
 
@@ -23,6 +25,7 @@ MODALITY_CANDIDATES = {
 
 
 def read(src, modality_files=None, item_offset="auto"):
+    r"""The MetaMMF authors' release: user_item_dict_sample.npy, *_feat_sample.npy (no split: RecBole splits 8:1:1)."""
     path = os.path.join(src, DICT_FILE)
     users, items, rows = pairs_from_dict(load_npy(path, allow_object=True), path)
     parts = {ALL: Part(users, items, path, rows=rows, row_label="user")}

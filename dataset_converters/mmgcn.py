@@ -15,17 +15,10 @@ import os
 
 import numpy as np
 
-from dataset_converters.atomic import (
-    ConversionError,
-    Converted,
-    Part,
-    apply_item_offset,
-    load_modalities,
-    load_npy,
-    pairs_from_dict,
-    pairs_from_lists,
-    to_ids,
-)
+from dataset_converters.checks import to_ids
+from dataset_converters.converted import ConversionError, Converted, Part
+from dataset_converters.reading import apply_item_offset, load_modalities, pairs_from_dict, pairs_from_lists
+from dataset_converters.safe_unpickle import load_npy
 
 logger = logging.getLogger("dataset_converters")
 
@@ -62,6 +55,7 @@ def _find(src, names):
 
 
 def read(src, modality_files=None, item_offset="auto"):
+    r"""MMGCN / GRCN releases: train.npy, val.npy, test.npy, FeatureVideo_normal.npy ... or v_feat.npy ..."""
     parts = {"train": read_pairs(os.path.join(src, "train.npy"))}
     for split, names in LIST_FILES.items():
         path = _find(src, names)

@@ -10,17 +10,10 @@ import logging
 import os
 
 import numpy as np
-import pandas as pd
 
-from dataset_converters.atomic import (
-    ConversionError,
-    Converted,
-    Part,
-    SPLITS,
-    dense_hint,
-    load_modalities,
-    to_ids,
-)
+from dataset_converters.checks import dense_hint, to_ids
+from dataset_converters.converted import SPLITS, ConversionError, Converted, Part
+from dataset_converters.reading import load_modalities
 
 logger = logging.getLogger("dataset_converters")
 
@@ -45,11 +38,14 @@ def find_inter(src):
 
 
 def read(src, modality_files=None, item_offset="auto"):
+    r"""MMRec releases: NAME.inter (x_label 0/1/2: train/valid/test), image_feat.npy, text_feat.npy."""
     if item_offset not in ("auto", 0):
         raise ConversionError("--item-offset: MMRec ids are 0-based already; no offset applies")
     path = find_inter(src)
     if os.path.getsize(path) == 0:
         raise ConversionError(f"{path}: empty file")
+    import pandas as pd  # here, not at import: ``--help`` lists this format without loading pandas
+
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     except Exception as e:

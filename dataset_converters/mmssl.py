@@ -11,7 +11,9 @@ import os
 import numpy as np
 import scipy.sparse
 
-from dataset_converters.atomic import ConversionError, Converted, Part, load_modalities, load_pickle
+from dataset_converters.converted import ConversionError, Converted, Part
+from dataset_converters.reading import load_modalities
+from dataset_converters.safe_unpickle import load_pickle
 
 logger = logging.getLogger("dataset_converters")
 
@@ -54,6 +56,7 @@ def read_matrix(path):
 
 
 def read(src, modality_files=None, item_offset="auto"):
+    r"""MMSSL / DiffMM releases: trnMat.pkl, valMat.pkl, tstMat.pkl, image_feat.npy, audio_feat.npy, text_feat.npy."""
     if item_offset not in ("auto", 0):
         raise ConversionError("--item-offset: the mmssl format indexes items by matrix column; no offset applies")
     parts, shape0 = {}, None

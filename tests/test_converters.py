@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from dataset_converters import ConversionError, convert
-from dataset_converters.__main__ import main
-import dataset_converters.atomic as atomic
-from dataset_converters.atomic import format_values, load_npy, load_pickle
+import dataset_converters.writer as writer
+from dataset_converters import FORMATS, ConversionError, convert
+from dataset_converters.__main__ import build_parser, main
+from dataset_converters.floats import format_values
+from dataset_converters.safe_unpickle import load_npy, load_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_TIKTOK = os.path.join(os.path.dirname(REPO), "shared", "data", "tiktok")
@@ -617,13 +618,13 @@ def test_reconversion_checks_again_before_replacing(tmp_path, rng, monkeypatch):
     make_mmssl(tmp_path / "src", rng)
     final = tmp_path / "ds" / "toy"
     convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
-    write_yaml = atomic._write_yaml
+    write_yaml = writer._write_yaml
 
     def user_adds_a_file(*a, **k):
         _user_notes(final)
         write_yaml(*a, **k)
 
-    monkeypatch.setattr(atomic, "_write_yaml", user_adds_a_file)
+    monkeypatch.setattr(writer, "_write_yaml", user_adds_a_file)
     with pytest.raises(ConversionError, match="did not write: toy.notes"):
         convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
     assert (final / "toy.notes").read_text() == "mine" and os.listdir(tmp_path / "ds") == ["toy"]
@@ -671,7 +672,7 @@ def test_dst_that_fails_when_written(tmp_path, rng, capsys, monkeypatch):
     def read_only_fs(prefix=None, dir=None, **k):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}abc123"))
 
-    monkeypatch.setattr(atomic.tempfile, "mkdtemp", read_only_fs)
+    monkeypatch.setattr(writer.tempfile, "mkdtemp", read_only_fs)
     rc, err = run_main(capsys, "mmssl", tmp_path / "src", dst)
     assert_refused(rc, err, f"error: {dst}: cannot write (Read-only file system); nothing was written")
     assert os.listdir(dst) == []
@@ -683,7 +684,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, rng, capsys, monkeypatch
     def disk_full(path, *a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    monkeypatch.setattr(atomic, "_write_yaml", disk_full)
+    monkeypatch.setattr(writer, "_write_yaml", disk_full)
     rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds")
     final = tmp_path / "ds" / "x"
     assert_refused(rc, err, f"error: {final / 'x.yaml'}: cannot write (No space left on device); nothing was written")
@@ -692,7 +693,7 @@ def test_failure_while_writing_leaves_nothing(tmp_path, rng, capsys, monkeypatch
     monkeypatch.undo()
     convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "x")
     before = snapshot(tmp_path / "ds")
-    monkeypatch.setattr(atomic, "_write_yaml", disk_full)
+    monkeypatch.setattr(writer, "_write_yaml", disk_full)
     rc, err = run_main(capsys, "mmssl", tmp_path / "src", tmp_path / "ds", "--precision", "2")
     assert_refused(rc, err, f"error: {final / 'x.yaml'}: cannot write (No space left on device)")
     assert snapshot(tmp_path / "ds") == before
@@ -737,8 +738,58 @@ def test_cli_refusals_print_no_traceback(tmp_path, rng, case):
 
 
 # ------------------------------------------------------------------------------------------
+# The formats table
+# ------------------------------------------------------------------------------------------
+
+
+def test_formats_table_is_what_the_command_line_offers(capsys):
+    assert list(FORMATS) == ["mmgcn", "metammf", "mmssl", "mmrec"]
+    fmt_action = next(a for a in build_parser()._actions if a.dest == "format")
+    assert list(fmt_action.choices) == list(FORMATS)
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    formats = out[out.index("formats:\n"):]
+    for name, read in FORMATS.items():  # each format listed with the first line of its reader's docstring
+        assert re.search(rf"^  {name} +{re.escape(read.__doc__.split()[0])}", formats, re.M), name
+
+
+def test_convert_reads_through_the_table(tmp_path, rng, monkeypatch):
+    make_mmssl(tmp_path / "src", rng)
+    seen, mmssl_read = [], FORMATS["mmssl"]
+
+    def reader(src, **options):
+        seen.append(options)
+        return mmssl_read(src, **options)
+
+    monkeypatch.setitem(FORMATS, "mmssl", reader)
+    convert("mmssl", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+    assert seen == [{"modality_files": {}, "item_offset": "auto"}]
+    monkeypatch.delitem(FORMATS, "mmrec")
+    with pytest.raises(ConversionError, match="--format: 'mmrec' unknown; expected one of mmgcn, metammf, mmssl$"):
+        convert("mmrec", str(tmp_path / "src"), str(tmp_path / "ds"), "toy")
+
+
+# ------------------------------------------------------------------------------------------
 # Loading and number formatting
 # ------------------------------------------------------------------------------------------
+
+
+def test_pickles_are_loaded_only_through_the_allow_list():
+    # the one unpickler is safe_unpickle's: no plain pickle.load / np.load(allow_pickle=True) anywhere
+    folder = os.path.join(REPO, "dataset_converters")
+    plain = re.compile(r"pickle\.loads?\(|np\.load\([^)]*allow_pickle\s*=\s*True")
+    unpickler = re.compile(r"\bUnpickler\b")
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                text = f.read()
+            hits = plain.findall(text) + (unpickler.findall(text) if name != "safe_unpickle.py" else [])
+            if hits:
+                found[name] = hits
+    assert found == {}
 
 
 def test_restricted_loading_reads_the_pickled_layouts(tmp_path):
