@@ -33,6 +33,9 @@ TEST_REQUIRES = ["pytest==9.0.3"]
 
 class BuildWithData(build_py):
     def run(self):
+        if not getattr(self, "editable_mode", False):  # a module removed from the source must not linger in build/
+            for package in ("recbole_metammf", "dataset_converters"):
+                shutil.rmtree(os.path.join(self.build_lib, package), ignore_errors=True)
         super().run()
         if getattr(self, "editable_mode", False):  # an editable install reads the repository's folders
             return

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dataset_converters import convert
-from dataset_converters.atomic import load_npy
+from dataset_converters.safe_unpickle import load_npy
 from dataset_converters.synthetic import FEATURE_FILES, SHAPES, generate, main
 
 
