@@ -267,3 +267,23 @@ def test_benchmark_summary_has_pop_and_what_each_model_ranks(tiny_yaml, in_tmp_c
     rows = read_csv(out / "ranked.csv")
     assert [row["label"] for row in rows] == ["Pop", "BPR"]
     assert all(0 < float(row["itemcoverage@20"]) <= 1 for row in rows)
+
+
+def test_each_metammf_model_is_compared_with_its_static_twin_by_a_paired_t_test():
+    meta = {2020: 0.10, 2021: 0.12, 2022: 0.11}
+    twin = {2020: 0.09, 2021: 0.10, 2022: 0.10}
+    groups = {
+        "MetaMMF_LightGCN": _group("MetaMMF_LightGCN", {s: {"recall@20": v, "ndcg@20": v / 2} for s, v in meta.items()}),
+        "EarlyFusion_LightGCN": _group("EarlyFusion_LightGCN", {s: {"recall@20": v, "ndcg@20": v / 2} for s, v in twin.items()}),
+        "MetaMMF_MF": _group("MetaMMF_MF", {2020: {"recall@20": 0.03, "ndcg@20": 0.01}}),  # no twin ran: no row
+    }
+    rows = tables.twin_comparison(groups)
+    assert [(r["metammf"], r["twin"], r["metric"]) for r in rows] == [
+        ("MetaMMF_LightGCN", "EarlyFusion_LightGCN", "recall@20"), ("MetaMMF_LightGCN", "EarlyFusion_LightGCN", "ndcg@20")]
+    recall = rows[0]
+    assert recall["improvement_pct"] == pytest.approx((0.11 - 0.29 / 3) / (0.29 / 3) * 100)
+    assert recall["p_value"] == pytest.approx(stats.ttest_rel([0.10, 0.12, 0.11], [0.09, 0.10, 0.10]).pvalue)
+    assert recall["paired_seeds"] == 3
+    md, csv = tables.twin_tables(groups)
+    assert "| MetaMMF_LightGCN | EarlyFusion_LightGCN | R@20 |" in md and csv.startswith("metammf,twin,metric")
+    assert tables.twin_tables({"MetaMMF_MF": groups["MetaMMF_MF"]}) == ("", "")

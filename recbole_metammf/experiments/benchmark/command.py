@@ -19,6 +19,7 @@ from recbole_metammf.experiments.benchmark.summary import (
     group_records,
     movielens_table,
     runs_csv,
+    twin_tables,
     variant_tables,
 )
 from recbole_metammf.files import atomic_write_text, md_table, write_json
@@ -73,6 +74,16 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
         )
     atomic_write_text(os.path.join(output_dir, "summary.csv"), csv_table)
     files["summary.csv"] = os.path.join(output_dir, "summary.csv")
+
+    md, csv_table = twin_tables(groups)
+    if md:
+        sections.append(
+            "## The fusion alone: each MetaMMF model against its static-fusion twin (test, mean over seeds)\n\n" + md
+            + "\n\n*static twin*: the same backbone, widths and settings with the meta fusion replaced by one static "
+            "tower (`T = 0`); *p-value*: paired t-test over the seeds both ran."
+        )
+        atomic_write_text(os.path.join(output_dir, "twins.csv"), csv_table)
+        files["twins.csv"] = os.path.join(output_dir, "twins.csv")
 
     md, csv_table, diagnosis = diagnosis_tables(groups)
     sections.append(

@@ -94,6 +94,42 @@ def comparison(groups):
     return rows
 
 
+STATIC_TWIN_PREFIX = "EarlyFusion_"  # MetaMMF_<backbone> with the meta fusion replaced by one static tower (T = 0)
+TWIN_METRICS = ["recall@20", "ndcg@20"]
+
+
+def twin_comparison(groups):
+    r"""Each MetaMMF model against its static-fusion twin on the same backbone (``MetaMMF_X`` and
+    ``EarlyFusion_X``, same widths and settings): the fusion alone. One row per pair and metric, with
+    the improvement in % and the paired t-test over the seeds both ran."""
+    by_model = {g["model"]: label for label, g in groups.items() if g["records"] and not g["variant"]}
+    rows = []
+    for model, label in by_model.items():
+        twin = by_model.get(STATIC_TWIN_PREFIX + model[len("MetaMMF_"):]) if model.startswith("MetaMMF_") else None
+        if twin is None:
+            continue
+        for metric in TWIN_METRICS:
+            ours, theirs = test_values(groups[label], metric), test_values(groups[twin], metric)
+            mean, twin_mean = mean_std(list(ours.values()))[0], mean_std(list(theirs.values()))[0]
+            p_value, paired = paired_t_test(ours, theirs)
+            improvement = (mean - twin_mean) / twin_mean * 100 if twin_mean > 0 else float("nan")
+            rows.append(dict(metammf=label, twin=twin, metric=metric, mean=mean, twin_mean=twin_mean,
+                             improvement_pct=improvement, p_value=p_value, paired_seeds=paired))
+    return rows
+
+
+def twin_tables(groups):
+    r"""Markdown and CSV of :func:`twin_comparison` (empty strings when no pair ran)."""
+    rows = twin_comparison(groups)
+    if not rows:
+        return "", ""
+    md_rows = [[r["metammf"], r["twin"], short_metric(r["metric"]), fmt_number(r["mean"]), fmt_number(r["twin_mean"]),
+                fmt_number(r["improvement_pct"], 2), _fmt_p(r["p_value"]), r["paired_seeds"]] for r in rows]
+    header = ["MetaMMF", "static twin", "metric", "MetaMMF", "twin", "improv. (%)", "p-value", "seeds"]
+    csv_header = ["metammf", "twin", "metric", "mean", "twin_mean", "improvement_pct", "p_value", "paired_seeds"]
+    return md_table(header, md_rows), csv_text(csv_header, [[r[k] for k in csv_header] for r in rows])
+
+
 def fmt_number(value, digits=4):
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
