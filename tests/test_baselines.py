@@ -827,6 +827,28 @@ def test_info_nce_loss_matches_hand_computation():
     assert torch.isfinite(info_nce_loss(a, p, c, 1e-3)).all()
 
 
+@pytest.mark.parametrize("block_elements", [1, 7, 1 << 20])
+def test_micro_blocked_info_nce_equals_the_plain_one_with_its_gradients(block_elements, monkeypatch):
+    r"""MICRO's fused InfoNCE (row blocks, softmax kept in place) against layers.info_nce_loss: losses and
+    the gradients into both views, for row blocks of one row, a few rows, and all rows at once."""
+    from recbole_metammf.model.general_recommender import micro as micro_module
+    from recbole_metammf.model.layers import info_nce_loss
+
+    monkeypatch.setattr(micro_module, "_BLOCK_ELEMENTS", block_elements)
+    generator = torch.Generator().manual_seed(0)
+    for tau in [0.5, 0.05]:
+        view = torch.randn(31, 8, generator=generator, requires_grad=True)
+        fused = torch.randn(31, 8, generator=generator, requires_grad=True)
+        items = torch.randperm(30, generator=generator)[:12] + 1  # anchors: 12 distinct real items
+        weights = torch.rand(12, generator=generator)  # a loss that is not a plain sum
+        results = []
+        for fn in (info_nce_loss, micro_module.grace_info_nce):
+            loss = fn(view[items], fused[items], fused[1:], tau, view[1:], items - 1)
+            results.append((loss, *torch.autograd.grad((weights * loss).sum(), [view, fused])))
+        for fast, plain in zip(results[1], results[0]):
+            torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
 def dense_knn_graph(x, k):
     r"""An independent dense kNN graph: cosine top-k per row (values kept), ``D^{-1/2} S D^{-1/2}``, row 0 (padding) empty."""
     unit = F.normalize(x[1:], dim=1)

@@ -18,7 +18,8 @@ authors' extension of LATTICE, and is written here as a subclass of the plugin's
   training graph; score ``e_u . e_i``.
 * Loss: ``BPR + reg_weight * (||e_u||^2 + ||e_i+||^2 + ||e_i-||^2) / (2 B) + cl_weight * sum_m mean_i l_m(i)``,
   the batch's final embeddings regularised as the reference's ``bpr_loss``, and ``l_m`` GRACE's InfoNCE
-  between the modality view and the fused view (:func:`~recbole_metammf.model.layers.info_nce_loss`):
+  between the modality view and the fused view (:func:`grace_info_nce`, the values of
+  :func:`~recbole_metammf.model.layers.info_nce_loss` computed by row blocks in place):
 
       l_m(i) = -log exp(s(h_{i,m}, h_i) / tau) / ( sum_j exp(s(h_{i,m}, h_j) / tau) + sum_{j != i} exp(s(h_{i,m}, h_{j,m}) / tau) )
 
@@ -33,7 +34,9 @@ Differs from the reference, and why:
 * the anchors of the contrastive loss are the batch's items (positives and negatives, each once), not
   every item at every batch; the negatives are all items, as the reference. The per-anchor loss is the
   reference's; its mean is taken over the batch's items, which costs O(batch x n_items) instead of
-  O(n_items^2) per step (Kwai's 86k items make the latter 7e9 similarities a batch);
+  O(n_items^2) per step (Kwai's 86k items make the latter 7e9 similarities a batch); on tiktok this
+  InfoNCE, 2 x 2 products of ~3,500 anchors by 6,709 items a batch, is most of an epoch's time, which is
+  why it runs by blocks (:class:`_BlockLogSumExp`) rather than through autograd's logsumexp;
 * LightGCN normalises the training graph ``D^{-1/2} A D^{-1/2}`` (LightGCN's definition and the
   plugin's LATTICE), where the reference's data loader gives ``D^{-1} (A + I)``; so a comparison with
   LATTICE measures MICRO's fusion, not the normalisation;
@@ -49,11 +52,59 @@ Differs from the reference, and why:
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from recbole.model.loss import EmbLoss
 
 from recbole_metammf.model.general_recommender.lattice import LATTICE
-from recbole_metammf.model.layers import info_nce_loss, propagate
+from recbole_metammf.model.layers import propagate
 from recbole_metammf.utils import require_number
+
+_BLOCK_ELEMENTS = 1 << 20  # similarities per row block of the fused InfoNCE (4 MiB): each block stays in cache
+
+
+class _BlockLogSumExp(torch.autograd.Function):
+    r"""``log sum_{j != excluded_b} exp(a_b . k_j)`` per row ``b`` of ``a`` (``(B, d)``) against ``k``
+    (``(N, d)``), by row blocks, each in place (similarities, then their softmax ``p_b``, kept for the
+    backward: ``d a_b = sum_j p_bj k_j``, ``d k_j = sum_b p_bj a_b``); autograd's logsumexp instead keeps
+    several ``B x N`` temporaries and passes over them a dozen times."""
+
+    @staticmethod
+    def forward(ctx, a, k, excluded):
+        rows = max(1, _BLOCK_ELEMENTS // max(1, k.shape[0]))
+        out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        softmax = torch.empty(a.shape[0], k.shape[0], dtype=a.dtype, device=a.device)
+        for start in range(0, a.shape[0], rows):
+            block = softmax[start : start + rows]
+            torch.mm(a[start : start + rows], k.t(), out=block)
+            block[torch.arange(len(block), device=a.device), excluded[start : start + rows]] = float("-inf")
+            top = block.amax(dim=1, keepdim=True)
+            total = block.sub_(top).exp_().sum(dim=1, keepdim=True)
+            block.div_(total)
+            out[start : start + rows] = total.log_().add_(top).squeeze(1)
+        ctx.save_for_backward(a, k, softmax)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, k, softmax = ctx.saved_tensors
+        rows = max(1, _BLOCK_ELEMENTS // max(1, k.shape[0]))
+        grad_a, grad_k = torch.empty_like(a), torch.zeros_like(k)
+        for start in range(0, a.shape[0], rows):
+            stop = start + rows
+            weight = softmax[start:stop] * grad[start:stop, None]  # p_bj * grad_b
+            torch.mm(weight, k, out=grad_a[start:stop])
+            grad_k.addmm_(weight.t(), a[start:stop])
+        return grad_a, grad_k, None
+
+
+def grace_info_nce(anchors, positives, candidates, temperature, anchor_candidates, anchor_rows):
+    r""":func:`recbole_metammf.model.layers.info_nce_loss` with the intra-view term (GRACE), one loss
+    per anchor, in one pass over ``[candidates; anchor_candidates]`` by row blocks: the same values up to
+    float rounding, with one ``B x N`` matrix (the softmax) instead of autograd's several temporaries."""
+    anchors = F.normalize(anchors, dim=-1) / temperature
+    keys = torch.cat([F.normalize(candidates, dim=-1), F.normalize(anchor_candidates, dim=-1)])
+    log_denominator = _BlockLogSumExp.apply(anchors, keys, anchor_rows + len(candidates))
+    return log_denominator - (anchors * F.normalize(positives, dim=-1)).sum(-1)
 
 
 class MICRO(LATTICE):
@@ -103,7 +154,7 @@ class MICRO(LATTICE):
         self._views = None  # not kept (with its autograd graph) until the next batch
         loss = 0
         for h in views:
-            per_item = info_nce_loss(h[items], fused[items], fused[1:], self.temperature, h[1:], items - 1)
+            per_item = grace_info_nce(h[items], fused[items], fused[1:], self.temperature, h[1:], items - 1)
             loss = loss + per_item.mean()
         return loss
 
