@@ -64,27 +64,23 @@ def child(spec):
     import time
 
     import torch
-    from recbole.data import create_dataset, data_preparation
 
-    from recbole_metammf.config import Config
-    from recbole_metammf.quick_start import seed_everything
-    from recbole_metammf.utils import get_model, get_trainer
+    from recbole_metammf.pipeline import build_model, build_trainer, load_data, make_config
 
     def synchronize(device):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    with clean_argv():  # RecBole's Config would read this process's own arguments
-        config = Config(config_dict=spec["config_dict"], config_file_list=spec["config_files"] or None)
-    seed_everything(config)
+    # RecBole's Config would read this process's own arguments
+    config = make_config(config_dict=spec["config_dict"], config_file_list=spec["config_files"] or None, command_line=False)
     start = time.perf_counter()
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
+    data = load_data(config)
+    dataset, train_data, valid_data = data.dataset, data.train, data.valid
     load_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    model = build_model(config, data)
+    trainer = build_trainer(config, model)
     build_seconds = time.perf_counter() - start
     device = config["device"]
 

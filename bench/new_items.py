@@ -12,7 +12,6 @@ the model) and ranking (:func:`recbole_metammf.recommend.recommend_topk`, top-20
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
@@ -55,7 +54,6 @@ def main(argv=None):
     parser.add_argument("--topk", type=int, default=20)
     add_report_option(parser)
     args = parser.parse_args(argv)
-    sys.argv = sys.argv[:1]
 
     start = time.perf_counter()
     config, model, _, train_data, _, _ = load_data_and_model(args.checkpoint)

@@ -4,7 +4,7 @@ Used by :mod:`recbole_metammf.experiments.benchmark` (``run_benchmark.py``):
 
 * :func:`tower_parameters` — parameters of a meta fusion tower (Eq. 12) with ``T`` full or CP (Table 4),
   counted from :class:`~recbole_metammf.model.layers.MetaFusionTower` itself on PyTorch's ``meta``
-  device (no memory, no data).
+  device (no memory, no data); :func:`fusion_tower_parameters` — the same counts of a built model's tower.
 * :func:`plot_valid_curves` (Fig. 6), :func:`plot_against` (Fig. 5) — matplotlib PNGs.
 * :func:`tsne_of_checkpoint`, :func:`plot_tsne` (Fig. 4) — the final representations of a few sampled
   users and their test items, embedded in 2-D by scikit-learn's t-SNE, coloured by user, with the
@@ -18,9 +18,6 @@ import numpy as np
 import torch
 
 from recbole_metammf.model.layers import MetaFusionTower
-
-FEATURE_SEPARATOR = "\t"
-
 
 def _count(module):
     return sum(p.numel() for p in module.parameters())
@@ -48,31 +45,22 @@ def movielens_meta_parameters(ranks, in_dim=2276, fusion_layers=(1024, 512, 256,
     return rows
 
 
-def modality_widths(config):
-    r"""Width of each modality field named in ``config["modalities"]``, read from the first row of the
-    dataset's ``.item`` file (``config`` is a final config as plain data, e.g. a checkpoint's)."""
-    name = f"{config['dataset']}.item"
-    path = os.path.join(config["data_path"], name)  # RecBole's final data_path ends with the dataset folder
-    if not os.path.isfile(path):
-        path = os.path.join(config["data_path"], config["dataset"], name)
-    separator = config.get("field_separator") or FEATURE_SEPARATOR
-    seq_separator = config.get("seq_separator") or " "
-    with open(path, encoding="utf-8") as f:
-        header = [column.split(":")[0] for column in f.readline().rstrip("\n").split(separator)]
-        row = f.readline().rstrip("\n").split(separator)
-    return {m: len(row[header.index(m)].split(seq_separator)) for m in config["modalities"]}
-
-
-def fusion_tower_parameters(config):
-    r"""The fusion tower's parameter counts of a MetaMMF run (its final config as plain data), or None
-    for models without a meta fusion tower."""
-    if not str(config.get("model", "")).startswith("MetaMMF") or "cp_rank" not in config:
+def fusion_tower_parameters(model):
+    r"""The parameter counts of ``model``'s meta fusion tower (a MetaMMF model, trained or not), as
+    :func:`tower_parameters` gives them, with its input width and layer widths; None for a model
+    without a meta fusion tower."""
+    tower = next((module for module in model.modules() if isinstance(module, MetaFusionTower)), None)
+    if tower is None:
         return None
-    in_dim = sum(modality_widths(config).values())
-    counts = tower_parameters(in_dim, config["fusion_layers"], config["d_s"], config["cp_rank"])
-    if not config.get("static_weight", True):
-        counts = {**counts, "static": 0, "tower": counts["meta_learner"]}
-    return {"in_dim": in_dim, "fusion_layers": list(config["fusion_layers"]), **counts}
+    static = sum(layer.weight.numel() for layer in tower.layers if layer.weight is not None)
+    total = _count(tower)
+    return {
+        "in_dim": tower.layers[0].in_dim,
+        "fusion_layers": [layer.out_dim for layer in tower.layers],
+        "meta_learner": total - static,
+        "static": static,
+        "tower": total,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- plots

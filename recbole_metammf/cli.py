@@ -95,7 +95,8 @@ def main():
     r"""The ``recbole-metammf`` command (and ``python -m recbole_metammf``, ``run_recbole_metammf.py``)."""
     args, rest = parse_own_options(sys.argv[1:])
     from recbole_metammf.quick_start import run, run_recbole_metammf
-    from recbole_metammf.trainer import CheckpointError, NonFiniteLossError
+    from recbole_metammf.checkpoint import CheckpointError
+    from recbole_metammf.trainer import NonFiniteLossError
     from recbole_metammf.utils import ConfigError, DataError
 
     sys.argv = sys.argv[:1] + rest

@@ -26,6 +26,7 @@ recommend them without retraining.
 """
 
 import os
+from typing import List
 from logging import getLogger
 
 import numpy as np
@@ -294,7 +295,7 @@ def extend_model(model, features):
     model._representations = None
 
 
-def add_new_items(model, dataset, item_file):
+def add_new_items(model: nn.Module, dataset: Dataset, item_file: str) -> List[str]:
     r"""Add the items of ``item_file`` (a ``.item`` file with the model's ``modalities`` as
     ``float_seq`` fields, the widths of the training data's) to a trained ``model`` and to
     ``dataset``'s item tokens, without retraining. Returns the new item tokens.

@@ -21,6 +21,7 @@ group uses nccl on GPUs and gloo on CPU; RecBole 1.2.1 always asks for nccl and 
 import difflib
 import os
 import sys
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 import yaml
@@ -30,7 +31,8 @@ from recbole_metammf.cmdline import parse_value
 from recbole_metammf.compat import physical_gpu_count
 from recbole_metammf.config_checks import check_values, recbole_download_names, unknown_key_messages
 from recbole_metammf.files import SafeLoader
-from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, get_model, modality_scaling
+from recbole_metammf.registry import get_model
+from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, modality_scaling
 
 
 DIST_BACKENDS = ("nccl", "gloo")
@@ -111,7 +113,14 @@ class Config(RecBoleConfig):
     ``command_line=False``: do not read ``--key=value`` settings from ``sys.argv`` (RecBole always
     does), e.g. when rebuilding a checkpoint's config inside another program."""
 
-    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, command_line=True):
+    def __init__(
+        self,
+        model: Union[str, type, None] = None,
+        dataset: Optional[str] = None,
+        config_file_list: Optional[List[str]] = None,
+        config_dict: Optional[Dict[str, Any]] = None,
+        command_line: bool = True,
+    ) -> None:
         self._read_command_line = command_line
         self._check_keys = _checks_keys_of(model)
         self._file_key_lines = {}  # key -> "in FILE, line N" of the file that set it last

@@ -1,82 +1,30 @@
 r"""Entry points: train and test one model (plugin or RecBole built-in) on one dataset, in one
-process or, through RecBole's torch.distributed support, in several (:func:`run`)."""
+process or, through RecBole's torch.distributed support, in several (:func:`run`); rebuild a trained
+model from its checkpoint (:func:`load_data_and_model`). Each goes through :mod:`recbole_metammf.pipeline`."""
 
-import contextlib
 import logging
-import os
-import shlex
-import sys
 from logging import getLogger
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
-from recbole.utils import get_environment, init_logger, init_seed, set_color
+from recbole.utils import get_environment, init_logger, set_color
 
-from recbole_metammf.cold_start import create_dataset, data_preparation, forget_items
-from recbole_metammf.compat import make_recbole_dirs
-from recbole_metammf.config import Config, distributed_backend_and_device
-from recbole_metammf.config_checks import check_topk_against_items
-from recbole_metammf.trainer import load_checkpoint, restore_model
-from recbole_metammf.utils import ConfigError, get_model, get_trainer, require_int, to_plain
+from recbole_metammf import distributed
+from recbole_metammf.checkpoint import load_checkpoint, restore_model
+from recbole_metammf.config import Config
+from recbole_metammf.distributed import command_line, plain_result  # noqa: F401 - part of this module's API
+from recbole_metammf.pipeline import build, build_model, load_data, make_config, seed_everything, train_and_test
+from recbole_metammf.utils import ConfigError
 
-
-def seed_everything(config, offset=0):
-    r"""RecBole's ``init_seed``, plus torch's deterministic algorithms when ``reproducibility`` is on.
-
-    RecBole only fixes cuDNN. On CPU, torch accumulates the gradients of index lookups (embeddings,
-    graph aggregation) with parallel atomic adds once a batch is large enough, so two runs with one
-    seed drift apart in the last bits and then in the metrics (measured on tiktok: recall@20 0.0533
-    vs 0.0537 after 3 epochs of MetaMMF_GCN). The deterministic kernels are serial there.
-    """
-    init_seed(config["seed"] + offset, config["reproducibility"])
-    torch.use_deterministic_algorithms(bool(config["reproducibility"]), warn_only=True)
+__all__ = [
+    "seed_everything", "resume_settings", "command_line", "describe_device", "run_recbole_metammf", "run",
+    "plain_result", "objective_function", "load_data_and_model",
+]
 
 
-def _train_and_test(config, saved=True, verbose=True, resume=None):
-    r"""Load the data, build the model, fit with early stopping on the validation split, and evaluate
-    the test split once, with the best checkpoint when ``saved``. With ``resume``, training continues
-    from that checkpoint (see :meth:`SafeCheckpointMixin.resume_checkpoint`)."""
-    logger = getLogger()
-    dataset = create_dataset(config)
-    check_topk_against_items(config, dataset)
-    if verbose:
-        logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-
-    seed_everything(config, offset=config["local_rank"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    forget_items(model, dataset)  # cold start: the held-out items' ID rows are zero
-    if verbose:
-        logger.info(model)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    if resume is not None:
-        trainer.resume_checkpoint(resume)
-    first_epoch = trainer.start_epoch
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=verbose, saved=saved, show_progress=verbose and config["show_progress"]
-    )
-    test_result = trainer.evaluate(
-        test_data, load_best_model=saved, show_progress=verbose and config["show_progress"]
-    )
-    seconds = trainer.epoch_train_seconds
-    return {
-        "model": config["model"],
-        "best_valid_score": best_valid_score,
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": best_valid_result,
-        "test_result": test_result,
-        "epochs": len(seconds),  # trained by this call: from first_epoch on
-        "first_epoch": first_epoch,
-        "train_seconds_per_epoch": sum(seconds) / len(seconds) if seconds else float("nan"),
-        "valid_history": trainer.valid_history,
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "checkpoint": trainer.saved_model_file if saved else None,
-        "last_checkpoint": trainer.last_checkpoint_file if saved else None,
-    }
-
-
-def resume_settings(resume, model=None, dataset=None, config_dict=None):
+def resume_settings(
+    resume: str, model: Any = None, dataset: Optional[str] = None, config_dict: Optional[Dict[str, Any]] = None
+) -> Tuple[str, str, Dict[str, Any]]:
     r"""The model, dataset and config dict that continue the run of checkpoint ``resume``: the
     checkpoint's own settings, overridden by ``config_dict`` (e.g. a larger ``epochs``)."""
     saved = load_checkpoint(resume)["config"]
@@ -86,31 +34,7 @@ def resume_settings(resume, model=None, dataset=None, config_dict=None):
     return saved["model"], saved["dataset"], {**saved["external"], **(config_dict or {})}
 
 
-# the command of a multi-process run, for the log of each of its processes (they are started anew by spawn)
-_COMMAND_ENV = "RECBOLE_METAMMF_COMMAND"
-
-
-def command_line():
-    r"""The command that started this program, as a shell line that repeats it. ``sys.orig_argv``:
-    the scripts take their own options (``--model``, ``--dataset``, ``--config_files``, ...) out of
-    ``sys.argv`` before RecBole's Config reads it."""
-    return os.environ.get(_COMMAND_ENV) or shlex.join(sys.orig_argv)
-
-
-@contextlib.contextmanager
-def _command_for_children():
-    previous = os.environ.get(_COMMAND_ENV)
-    os.environ[_COMMAND_ENV] = command_line()
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ[_COMMAND_ENV]
-        else:
-            os.environ[_COMMAND_ENV] = previous
-
-
-def describe_device(device):
+def describe_device(device: torch.device) -> str:
     r"""The device a run uses, for its log: ``cuda:0 (NVIDIA H200)`` or ``cpu (2 threads)``."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
@@ -118,7 +42,14 @@ def describe_device(device):
     return f"{device} ({threads} thread{'' if threads == 1 else 's'})"
 
 
-def run_recbole_metammf(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, resume=None):
+def run_recbole_metammf(
+    model: Any = None,
+    dataset: Optional[str] = None,
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+    saved: bool = True,
+    resume: Optional[str] = None,
+) -> Dict[str, Any]:
     r"""Train and test ``model`` on ``dataset``, logging in RecBole's style; returns the results dict.
 
     ``resume``: a checkpoint to continue from (``<name>-last.pth`` continues exactly); model, dataset
@@ -126,15 +57,14 @@ def run_recbole_metammf(model=None, dataset=None, config_file_list=None, config_
     """
     if resume is not None:
         model, dataset, config_dict = resume_settings(resume, model, dataset, config_dict)
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    seed_everything(config)
+    config = make_config(model, dataset, config_file_list, config_dict)
     init_logger(config)
     logger = getLogger()
     logger.info(f"command: {command_line()}")
     logger.info(config)
     logger.info(set_color("device", "yellow") + f": {describe_device(config['device'])}")
 
-    result = _train_and_test(config, saved=saved, resume=resume)
+    result = train_and_test(build(config, verbose=True), saved=saved, resume=resume)
 
     logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {result['best_valid_result']}")
@@ -147,17 +77,17 @@ def run_recbole_metammf(model=None, dataset=None, config_file_list=None, config_
 
 
 def run(
-    model,
-    dataset,
-    config_file_list=None,
-    config_dict=None,
-    saved=True,
-    nproc=1,
-    world_size=-1,
-    ip="localhost",
-    port=5678,
-    group_offset=0,
-):
+    model: Any,
+    dataset: Optional[str],
+    config_file_list: Optional[List[str]] = None,
+    config_dict: Optional[Dict[str, Any]] = None,
+    saved: bool = True,
+    nproc: int = 1,
+    world_size: int = -1,
+    ip: str = "localhost",
+    port: int = 5678,
+    group_offset: int = 0,
+) -> Optional[Dict[str, Any]]:
     r"""RecBole's ``run`` for this package: :func:`run_recbole_metammf` in this process, or in ``nproc``
     processes of a ``world_size``-process group (default ``world_size = nproc``: one node).
 
@@ -168,95 +98,38 @@ def run(
     command on each with the first node's ``ip`` and ``port`` and ``group_offset`` = the global rank
     of the node's first process. Returns the results dict of the node's first process, as plain data.
     """
-    distributed = not (nproc == 1 and world_size <= 0)  # RecBole's test
-    if not distributed:
+    if not distributed.is_distributed(nproc, world_size):
         return run_recbole_metammf(model, dataset, config_file_list, config_dict, saved)
-    world_size = nproc if world_size == -1 else world_size
-    launch = _launch_settings(nproc, world_size, ip, port, group_offset)
-    # the settings and the device plan checked once here, so that a bad value stops with its message
-    # instead of one traceback per process
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
-    distributed_backend_and_device({**config.final_config_dict, **launch, "local_rank": 0})
-    make_recbole_dirs(config)
-
-    queue = mp.get_context("spawn").SimpleQueue()  # spawn: CUDA cannot be used in forked processes
-    config_dict = {**(config_dict or {}), **launch}
-    with _command_for_children():
-        processes = mp.spawn(
-            _run_process, args=(model, dataset, config_file_list, config_dict, saved, queue), nprocs=nproc, join=False
-        )
-    # read the result while waiting: a result larger than the pipe's buffer (a long valid_history)
-    # blocks its writer until it is read, so RecBole's join-then-read can wait forever
-    result = None
-    while not processes.join(timeout=1):  # raises when a process failed, after stopping the others
-        if result is None and not queue.empty():
-            result = queue.get()
-    if result is None and not queue.empty():
-        result = queue.get()
-    return result
+    return distributed.launch(model, dataset, config_file_list, config_dict, saved, nproc, world_size, ip, port, group_offset)
 
 
-def _launch_settings(nproc, world_size, ip, port, group_offset):
-    r"""The arguments of :func:`run`, checked, as the config keys RecBole's distributed path reads."""
-    given = {"nproc": nproc, "world_size": world_size, "group_offset": group_offset}
-    given["port"] = int(port) if isinstance(port, str) and port.isdigit() else port  # RecBole passes "5678"
-    require_int(given, "nproc", 1)
-    require_int(given, "world_size", nproc if isinstance(nproc, int) else 1, "the processes on all nodes; -1 = nproc")
-    require_int(given, "group_offset", 0, "the global rank of this node's first process")
-    require_int(given, "port", 1, "a free TCP port on the first node")
-    if group_offset + nproc > world_size:
-        raise ConfigError(
-            f"group_offset: got {group_offset}; with nproc={nproc} the ranks would pass world_size={world_size} "
-            f"(expected group_offset <= {world_size - nproc})"
-        )
-    if not isinstance(ip, str) or not ip:
-        raise ConfigError(f"ip: got {ip!r}; expected the address of the first node, e.g. localhost")
-    return {"nproc": nproc, "world_size": world_size, "offset": group_offset, "ip": ip, "port": given["port"]}
-
-
-def _run_process(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
-    r"""One process of :func:`run` (started by ``torch.multiprocessing.spawn`` with its local rank)."""
-    try:
-        result = run_recbole_metammf(model, dataset, config_file_list, {**config_dict, "local_rank": local_rank}, saved)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if local_rank == 0:  # as RecBole: the node's first process answers
-        queue.put(plain_result(result))
-
-
-def plain_result(result):
-    r"""The results dict as plain Python data (dicts, lists, tuples, numbers, strings), so that it
-    crosses process boundaries without tensors or RecBole objects."""
-    plain = to_plain({key: value for key, value in result.items() if key != "valid_history"})
-    plain["valid_history"] = [(int(epoch), to_plain(valid)) for epoch, valid in result["valid_history"]]
-    return plain
-
-
-def objective_function(config_dict=None, config_file_list=None, saved=True, verbose=False):
+def objective_function(
+    config_dict: Optional[Dict[str, Any]] = None,
+    config_file_list: Optional[List[str]] = None,
+    saved: bool = True,
+    verbose: bool = False,
+    command_line: bool = True,
+) -> Dict[str, Any]:
     r"""One quiet run for sweeps and benchmarks: the same data, trainer and evaluator as
     :func:`run_recbole_metammf`, returning the same dict (valid results select, test is reported).
-    ``verbose``: log the dataset, the model and each epoch (RecBole's INFO lines; the log file and the console)."""
-    config = Config(config_dict=config_dict, config_file_list=config_file_list)
-    seed_everything(config)
+    ``verbose``: log the dataset, the model and each epoch (RecBole's INFO lines; the log file and the console).
+    ``command_line=False``: only ``config_dict`` and the files, not the program's ``--key=value`` arguments."""
+    config = make_config(config_dict=config_dict, config_file_list=config_file_list, command_line=command_line)
     logger = getLogger()
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
     init_logger(config)
     logging.basicConfig(level=logging.ERROR)
-    return _train_and_test(config, saved=saved, verbose=verbose)
+    return train_and_test(build(config, verbose=verbose), saved=saved, verbose=verbose)
 
 
-def load_data_and_model(model_file):
+def load_data_and_model(model_file: str) -> Tuple[Config, torch.nn.Module, Any, Any, Any, Any]:
     r"""Rebuild the config, data and model of a checkpoint written by this package (safe load).
     The settings are the checkpoint's: the command line of the calling program is not read."""
     checkpoint = load_checkpoint(model_file)
     saved = checkpoint["config"]
-    config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=saved["external"], command_line=False)
-    seed_everything(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    seed_everything(config)
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    config = make_config(saved["model"], saved["dataset"], config_dict=saved["external"], command_line=False)
+    data = load_data(config)
+    model = build_model(config, data)
     restore_model(model, checkpoint)
-    return config, model, dataset, train_data, valid_data, test_data
+    return config, model, data.dataset, data.train, data.valid, data.test

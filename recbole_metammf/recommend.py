@@ -14,6 +14,8 @@ For many calls, load once with :func:`recbole_metammf.quick_start.load_data_and_
 :func:`recbole_metammf.cold_start.add_new_items` ``(model, train_data.dataset, FILE)``.
 """
 
+from typing import Dict, Iterable, List, Optional, Tuple, Union
+
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction
@@ -42,7 +44,14 @@ def _user_ids(dataset, users):
 
 
 @torch.no_grad()
-def recommend_topk(model, train_dataset, users, topk=20, with_scores=False, batch_size=256):
+def recommend_topk(
+    model: torch.nn.Module,
+    train_dataset,
+    users: Iterable,
+    topk: int = 20,
+    with_scores: bool = False,
+    batch_size: int = 256,
+) -> Dict[str, Union[List[str], List[Tuple[str, float]]]]:
     r"""Each user's ``topk`` highest-scored items not seen in ``train_dataset``, best first.
 
     ``users`` are original user tokens (strings); returns ``{user: [item token, ...]}``, or lists of
@@ -82,7 +91,9 @@ def recommend_topk(model, train_dataset, users, topk=20, with_scores=False, batc
     return recommendations
 
 
-def recommend(model_file, users, topk=20, with_scores=False, new_items=None):
+def recommend(
+    model_file: str, users: Iterable, topk: int = 20, with_scores: bool = False, new_items: Optional[str] = None
+) -> Dict[str, Union[List[str], List[Tuple[str, float]]]]:
     r"""Load the checkpoint ``model_file`` (safely) and return :func:`recommend_topk` for ``users``.
 
     ``new_items``: a ``.item`` file of items to add to the catalogue first, without retraining

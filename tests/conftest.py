@@ -94,7 +94,7 @@ def build(model_name, config_dict, seed=2020):
     from recbole.utils import init_seed
 
     from recbole_metammf.config import Config
-    from recbole_metammf.utils import get_model
+    from recbole_metammf.registry import get_model
 
     config = Config(model=model_name, dataset=config_dict["dataset"], config_dict=config_dict)
     dataset = create_dataset(config)

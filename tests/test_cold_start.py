@@ -14,7 +14,8 @@ from recbole_metammf.cold_start import add_new_items, create_dataset, data_prepa
 from recbole_metammf.config import Config
 from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
 from recbole_metammf.recommend import recommend, recommend_topk
-from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError, get_model
+from recbole_metammf.registry import get_model
+from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError
 
 from conftest import write_tiny_dataset
 

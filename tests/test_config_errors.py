@@ -18,12 +18,12 @@ import pytest
 import torch
 import yaml
 
-import recbole_metammf.quick_start as quick_start
+import recbole_metammf.pipeline as pipeline
+from recbole_metammf.checkpoint import CheckpointError
 from recbole_metammf.compat import physical_gpu_count
 from recbole_metammf.config import Config
 from recbole_metammf.config_checks import known_keys
 from recbole_metammf.quick_start import load_data_and_model
-from recbole_metammf.trainer import CheckpointError
 from recbole_metammf.utils import PROPERTIES_DIR, REPO_ROOT, ConfigError
 
 from conftest import write_tiny_dataset
@@ -50,7 +50,7 @@ def no_data_loading(monkeypatch):
     def refuse(config):
         raise AssertionError("the data was loaded before the settings were checked")
 
-    monkeypatch.setattr(quick_start, "create_dataset", refuse)
+    monkeypatch.setattr(pipeline, "create_dataset", refuse)
 
 
 def run_cli(monkeypatch, capsys, *args):
@@ -131,7 +131,7 @@ def test_every_key_the_package_uses_is_accepted():
         used |= set(yaml.safe_load(open(path)))
     # what the benchmark and sweep runners add to every run's config dict
     used |= {"seed", "checkpoint_dir", "show_progress", "metric_decimal_place", "train_neg_sample_args", "gpu_id", "state"}
-    used |= {"local_rank", "nproc", "world_size", "offset", "ip", "port"}  # quick_start.run's launch keys
+    used |= {"local_rank", "nproc", "world_size", "offset", "ip", "port"}  # the launch keys of recbole_metammf.distributed
     documents = [os.path.join(REPO_ROOT, "README.md")] + glob.glob(os.path.join(REPO_ROOT, "docs", "*.md"))
     documents = [path for path in documents if not path.endswith("BASELINES.md")]  # quotes other programs' flags
     for path in documents:

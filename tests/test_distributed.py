@@ -12,10 +12,12 @@ import sys
 import pytest
 import torch
 
+import recbole_metammf.distributed as distributed
 import recbole_metammf.quick_start as quick_start
 from recbole_metammf.quick_start import load_data_and_model, run
-from recbole_metammf.trainer import load_checkpoint
-from recbole_metammf.utils import REPO_ROOT, ConfigError, get_model, get_trainer
+from recbole_metammf.checkpoint import load_checkpoint
+from recbole_metammf.registry import get_model, get_trainer
+from recbole_metammf.utils import REPO_ROOT, ConfigError
 
 METRICS = [f"{m}@{k}" for m in ["precision", "recall", "hit", "ndcg"] for k in [10, 20]]
 N_TRAIN_PAIRS, N_USERS = 540, 60  # conftest.write_tiny_dataset: 60 users, 9 training items each
@@ -32,7 +34,7 @@ def probe_dir(config_dict):
 
 
 def probed_process(local_rank, model, dataset, config_file_list, config_dict, saved, queue):
-    """quick_start's own per-process function, with probes that record what this process did:
+    """The launch's own per-process function, with probes that record what this process did:
     the (user, positive item) pairs it trained on, its batch sizes, the checkpoints it wrote, the
     users it scored in each evaluation, its parameters after training and its results."""
     import recbole.trainer.trainer as recbole_trainer
@@ -94,7 +96,7 @@ def probed_process(local_rank, model, dataset, config_file_list, config_dict, sa
     recbole_trainer.Trainer._full_sort_batch_eval = recording_full_sort
     trainer_module.save_checkpoint = counting_save
     quick_start.run_recbole_metammf = recording_run
-    quick_start._run_process(local_rank, model, dataset, config_file_list, config_dict, saved, queue)
+    distributed._run_process(local_rank, model, dataset, config_file_list, config_dict, saved, queue)
     os.makedirs(probe_dir(config_dict), exist_ok=True)
     torch.save(probe, os.path.join(probe_dir(config_dict), f"rank{local_rank}.pt"))
 
@@ -109,7 +111,7 @@ def evaluate_in_one_process(checkpoint):
 
 @pytest.mark.parametrize("model_name", ["MetaMMF_GCN"])
 def test_two_gloo_processes_split_the_data_and_keep_one_model(model_name, tiny_config, monkeypatch):
-    monkeypatch.setattr(quick_start, "_run_process", probed_process)  # spawn pickles it by name
+    monkeypatch.setattr(distributed, "_run_process", probed_process)  # spawn pickles it by name
     result = run(model_name, "tiny", config_dict=tiny_config, nproc=2, port=free_port())
     probes = [torch.load(os.path.join(probe_dir(tiny_config), f"rank{r}.pt"), weights_only=False) for r in range(2)]
 
@@ -183,7 +185,7 @@ def test_bad_launch_settings_are_refused_before_any_process_starts(kwargs, confi
     def refuse(*args, **kwargs):
         raise AssertionError("processes started before the settings were checked")
 
-    monkeypatch.setattr(quick_start.mp, "spawn", refuse)
+    monkeypatch.setattr(distributed.mp, "spawn", refuse)
     with pytest.raises(ConfigError, match=message):
         run("MetaMMF_GCN", "tiny", config_dict={**tiny_config, **config}, **kwargs)
 

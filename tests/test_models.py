@@ -9,8 +9,9 @@ import torch
 
 from recbole_metammf.config import Config, parse_value
 from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
-from recbole_metammf.trainer import load_checkpoint
-from recbole_metammf.utils import DATASET_DIR, REPO_ROOT, ConfigError, get_model, get_trainer
+from recbole_metammf.checkpoint import load_checkpoint
+from recbole_metammf.registry import get_model, get_trainer
+from recbole_metammf.utils import DATASET_DIR, REPO_ROOT, ConfigError
 
 from conftest import BASELINES, build, fit_one_batch, write_tiny_dataset
 

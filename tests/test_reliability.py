@@ -14,12 +14,14 @@ import pytest
 import torch
 import yaml
 
-import recbole_metammf.quick_start as quick_start
+import recbole_metammf.pipeline as pipeline
+from recbole_metammf.checkpoint import CheckpointError, load_checkpoint
 from recbole_metammf.model.general_recommender import MetaMMF_MF
 from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
 from recbole_metammf.recommend import recommend, recommend_topk
-from recbole_metammf.trainer import CheckpointError, NonFiniteLossError, load_checkpoint
-from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError, get_model
+from recbole_metammf.registry import get_model
+from recbole_metammf.trainer import NonFiniteLossError
+from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError
 
 from conftest import write_tiny_dataset
 
@@ -187,7 +189,7 @@ def no_data_loading(monkeypatch):
     def refuse(config):
         raise AssertionError("data loaded before the config was checked")
 
-    monkeypatch.setattr(quick_start, "create_dataset", refuse)
+    monkeypatch.setattr(pipeline, "create_dataset", refuse)
 
 
 @pytest.mark.parametrize(

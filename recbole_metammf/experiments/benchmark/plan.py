@@ -12,7 +12,8 @@ from recbole_metammf.cmdline import clean_argv
 from recbole_metammf.errors import ConfigError
 from recbole_metammf.experiments.benchmark import FIRST_SEED
 from recbole_metammf.files import read_yaml
-from recbole_metammf.utils import PROPERTIES_DIR, get_model, to_plain
+from recbole_metammf.registry import get_model
+from recbole_metammf.utils import PROPERTIES_DIR, to_plain
 
 BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")
 HARMONISATION_FILE = os.path.join(BENCHMARK_DIR, "models.yaml")

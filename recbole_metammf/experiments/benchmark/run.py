@@ -13,8 +13,6 @@ import traceback
 
 from tqdm import tqdm
 
-from recbole_metammf import analysis
-from recbole_metammf.cmdline import clean_argv
 from recbole_metammf.experiments.benchmark.plan import METRICS, short_metric
 from recbole_metammf.files import machine, write_json
 from recbole_metammf.utils import to_plain
@@ -37,28 +35,23 @@ def epoch_of_best(curve, valid_metric, bigger=True):
 def run_one(run, output_dir):
     r"""Train and test one run through ``objective_function``; returns its record (plain data)."""
     from recbole_metammf.quick_start import objective_function
-    from recbole_metammf.trainer import load_checkpoint
 
     checkpoint_dir = os.path.join(os.path.abspath(output_dir), "checkpoints", run.run_id)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # what an interrupted attempt left
     config_dict = {**run.config_dict, "seed": run.seed, "checkpoint_dir": checkpoint_dir, "show_progress": False}
     start = time.perf_counter()
-    with clean_argv():
-        result = objective_function(config_dict=config_dict, saved=True, verbose=True)  # each epoch in its log file
+    # each epoch in its log file; the settings are the run's alone, not this program's command line
+    result = objective_function(config_dict=config_dict, saved=True, verbose=True, command_line=False)
     wall_seconds = time.perf_counter() - start
 
     checkpoint = result.get("checkpoint")
-    final = load_checkpoint(checkpoint)["config"]["final"] if checkpoint and os.path.isfile(checkpoint) else {}
+    final = result.get("config") or {}  # the final config of the run, as plain data
     last = result.get("last_checkpoint")
     if last and os.path.isfile(last):
         os.remove(last)  # only a killed run resumes from it; this one finished
     valid_metric = str(final.get("valid_metric", "NDCG@20")).lower()
     curve = [[int(epoch), to_plain(dict(values))] for epoch, values in result["valid_history"]]
     best_epoch = epoch_of_best(curve, valid_metric, result.get("valid_score_bigger", True))
-    try:
-        fusion = analysis.fusion_tower_parameters(final) if final else None
-    except (OSError, KeyError, ValueError, IndexError):
-        fusion = None
     return {
         "format": FORMAT_VERSION,
         "run_id": run.run_id,
@@ -81,7 +74,7 @@ def run_one(run, output_dir):
         "epochs_to_best": None if best_epoch is None else best_epoch + 1,
         "train_seconds_per_epoch": result["train_seconds_per_epoch"],
         "n_parameters": result["n_parameters"],
-        "fusion_tower_parameters": fusion,
+        "fusion_tower_parameters": result.get("fusion_tower_parameters"),
         "checkpoint": os.path.relpath(checkpoint, output_dir) if checkpoint else None,
         "wall_seconds": wall_seconds,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

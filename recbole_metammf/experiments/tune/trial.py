@@ -4,8 +4,6 @@ test split is never evaluated in a trial."""
 
 import os
 
-from recbole_metammf.cmdline import clean_argv
-from recbole_metammf.config import Config
 
 # keys a trial sets for itself; they are not part of the configuration a user trains with
 TRIAL_ONLY_KEYS = ("gpu_id", "show_progress", "state")
@@ -38,9 +36,8 @@ def tune_trial(params, fixed=None, metric="ndcg@20", threads=1):
     import torch
     from recbole.utils import init_logger
 
-    from recbole_metammf.cold_start import create_dataset, data_preparation, forget_items
-    from recbole_metammf.quick_start import seed_everything
-    from recbole_metammf.utils import get_model, get_trainer
+    from recbole_metammf.pipeline import build, make_config, train_and_test
+    from recbole_metammf.registry import get_trainer
 
     torch.set_num_threads(max(1, int(threads)))
     config_dict = {**fixed, **params}
@@ -49,16 +46,7 @@ def tune_trial(params, fixed=None, metric="ndcg@20", threads=1):
     config_dict["gpu_id"] = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(gpu_ids)) if gpu_ids else ""
     config_dict["show_progress"] = False
     config_dict.setdefault("state", "warning")
-    with clean_argv():  # RecBole's Config reads --key=value from sys.argv: not the Ray worker's
-        config = Config(config_dict=config_dict)
-    seed_everything(config)
+    config = make_config(config_dict=config_dict, command_line=False)  # not the Ray worker's sys.argv
     init_logger(config)  # into the trial's directory (Ray runs each trial there)
-    dataset = create_dataset(config)
-    train_data, valid_data, _ = data_preparation(config, dataset)
-    seed_everything(config, offset=config["local_rank"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    forget_items(model, dataset)  # cold start: the held-out items' ID rows are zero
     trainer_class = _reporting_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), metric)
-    trainer = trainer_class(config, model)
-    trainer.fit(train_data, valid_data, verbose=False, saved=False, show_progress=False)
-
+    train_and_test(build(config, trainer_class=trainer_class), saved=False, verbose=False, test=False)
