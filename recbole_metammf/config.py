@@ -322,7 +322,9 @@ class Config(RecBoleConfig):
         self._check_interaction_files()
 
     def _load_modality_columns(self):
-        r"""Add the modality fields to the item columns RecBole loads (``load_col: None`` loads all)."""
+        r"""Check the modality fields against the dataset's ``.item`` file (the one place they are checked)
+        and add them to the item columns RecBole loads (``load_col: None`` loads all)."""
+        self._check_modalities_in_item_file()
         load_col = self.final_config_dict.get("load_col")
         if load_col is None:
             return
@@ -333,7 +335,6 @@ class Config(RecBoleConfig):
                 item_columns.append(field)
         load_col["item"] = item_columns
         self.final_config_dict["load_col"] = load_col
-        self._check_modalities_in_item_file()
         if modality_scaling(self.final_config_dict) == "minmax" and not self.final_config_dict.get("normalize_field"):
             # RecBole's min-max normalisation of each field; only the multimodal models load these fields
             self.final_config_dict["normalize_field"] = list(self.final_config_dict["modalities"])

@@ -200,10 +200,12 @@ def no_data_loading(monkeypatch):
         ({"modalities": []}, r"^modalities: got \[\]; expected a non-empty list"),
         ({"modalities": ["v_feat", "x_feat"]}, r"^modalities: \['x_feat'\] not among .*\(it has \['v_feat', 'a_feat'\]\)"),
         ({"modalities": ["genre"]}, r"^modalities: \['genre'\] not among the float_seq .*\(it has \['v_feat', 'a_feat'\]\)"),
+        ({"modalities": ["x_feat"], "load_col": None}, r"^modalities: \['x_feat'\] not among the float_seq .*tiny\.item"),
         ({"fusion_layers": []}, r"^fusion_layers: got \[\]; expected a non-empty list of positive widths"),
         ({"fusion_layers": [64, -32]}, r"^fusion_layers: got \[64, -32\]; expected a non-empty list of positive widths"),
     ],
-    ids=["d_s", "cp_rank", "empty-modalities", "absent-modality", "not-float_seq", "empty-layers", "negative-width"],
+    ids=["d_s", "cp_rank", "empty-modalities", "absent-modality", "not-float_seq", "absent-modality-all-columns",
+         "empty-layers", "negative-width"],
 )
 def test_bad_config_is_refused_naming_key_value_and_accepted(override, message, tiny_config, no_data_loading):
     if override.get("modalities") == ["genre"]:  # a real item field, but a token, not a float_seq

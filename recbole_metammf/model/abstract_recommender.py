@@ -21,7 +21,7 @@ import torch.nn as nn
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import BPRLoss, EmbLoss
-from recbole.utils import FeatureSource, FeatureType, InputType
+from recbole.utils import InputType
 
 from recbole_metammf.model.layers import (
     MeanAggregationGCN,
@@ -41,20 +41,9 @@ def modality_features(dataset, modalities, scaling="none"):
 
     They come from RecBole's item features, so row ``j`` belongs to internal item id ``j`` and
     row 0 is the padding item. Returns the ``(n_items, sum of dims)`` float tensor and the dims.
+    The modalities are float_seq fields of the dataset's ``.item`` file: :class:`recbole_metammf.config.Config`
+    checked that before loading the data.
     """
-    float_seq_fields = [
-        field
-        for field, ftype in dataset.field2type.items()
-        if ftype == FeatureType.FLOAT_SEQ
-        and dataset.field2source.get(field) == FeatureSource.ITEM
-        and not field.startswith(dataset.config["NEG_PREFIX"])  # RecBole's copies for sampled negatives
-    ]
-    missing = [m for m in modalities if m not in float_seq_fields]
-    if missing:
-        raise ConfigError(
-            f"modalities: {missing} not among the float_seq item fields of dataset '{dataset.dataset_name}' "
-            f"(it has {float_seq_fields or 'none'}; is the .item file in the dataset folder?)"
-        )
     item_feat = dataset.get_item_feature()
     blocks = [item_feat[m].float() for m in modalities]
     for name, block in zip(modalities, blocks):
