@@ -107,3 +107,22 @@ def test_mean_aggregation_on_the_sparse_adjacency_equals_the_edge_list():
     node = int(unique[1, 0])
     neighbours = unique[0, unique[1] == node]
     torch.testing.assert_close(adjacency[node].nonzero().flatten(), neighbours.sort().values)
+
+
+def test_meta_fusion_modules_print_their_widths_rank_and_meta_length():
+    tower = MetaFusionTower(14, [32, 8], d_s=5, cp_rank=4, static_weight=False)
+    assert "dims=[14, 32, 8], d_s=5, cp_rank=4, static_weight=False" in repr(tower)
+    assert "in_dim=14, out_dim=32, d_s=5, cp_rank=4, static_weight=False" in repr(tower.layers[0])
+    assert "cp_rank=0 (full tensor)" in repr(MetaFusionLayer(3, 2, d_s=2, cp_rank=0))
+    assert repr(MetaInformationExtractor(14, 20, 5)).startswith("MetaInformationExtractor(\n  in_dim=14, hidden_dim=20, d_s=5")
+
+
+def test_layers_package_reexports_every_public_name_of_its_modules():
+    import recbole_metammf.model.layers as layers
+    from recbole_metammf.model.layers import fusion, graph, knn, losses
+
+    for module in (fusion, graph, knn, losses):
+        public = {name for name, value in vars(module).items()
+                  if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__}
+        assert public <= set(layers.__all__), public - set(layers.__all__)
+        assert all(getattr(layers, name) is getattr(module, name) for name in public)
