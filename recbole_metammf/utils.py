@@ -53,15 +53,6 @@ def modality_scaling(config):
     )
 
 
-def __getattr__(name):
-    # the model and trainer lookup moved to recbole_metammf.registry; kept importable from here
-    if name in ("get_model", "get_trainer", "known_model_names"):
-        from recbole_metammf import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def to_plain(value):
     r"""``value`` as plain Python data (str, int, float, bool, None, list, dict) for safe checkpoints."""
     if isinstance(value, np.generic):

@@ -14,7 +14,8 @@ from recbole_metammf.model.general_recommender import grcn as grcn_module
 from recbole_metammf.model.layers import knn_graph, propagate, symmetric_edge_weight
 from recbole_metammf.quick_start import run_recbole_metammf
 from recbole_metammf.trainer import load_checkpoint
-from recbole_metammf.utils import REPO_ROOT, ConfigError, get_model, get_trainer
+from recbole_metammf.registry import get_model, get_trainer
+from recbole_metammf.utils import REPO_ROOT, ConfigError
 
 from conftest import BASELINES, build, fit_one_batch, write_tiny_dataset
 

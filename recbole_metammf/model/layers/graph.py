@@ -98,8 +98,15 @@ def bipartite_edge_index(interaction_matrix, n_users):
 
 def training_graph(dataset, n_users):
     r"""Edge index of the user-item graph of the training interactions (RecBole hands a model the
-    training dataset), both directions: what every graph model of the package propagates on."""
-    return bipartite_edge_index(dataset.inter_matrix(form="coo"), n_users)
+    training dataset), both directions: what every graph model of the package propagates on.
+
+    Built once per dataset and kept on it (as RecBole-GNN's dataset keeps its graph), so the graph
+    models built on one loaded dataset share it; treat it as read-only."""
+    cached = getattr(dataset, "_metammf_training_graph", None)
+    if cached is None or cached[0] != n_users:
+        cached = (n_users, bipartite_edge_index(dataset.inter_matrix(form="coo"), n_users))
+        dataset._metammf_training_graph = cached
+    return cached[1]
 
 
 def normalized_training_graph(dataset, n_users, n_items, normalization="symmetric"):
