@@ -103,12 +103,12 @@ def test_a_key_given_twice_with_two_values_is_refused(workdir, no_data_loading, 
     assert_refused(result, r"epochs: given twice on the command line, as '1' and '2'", workdir)
 
 
-# the options of the scripts themselves (run_recbole_metammf.py, run_benchmark.py, run_tune.py, bench/)
+# the options of the scripts themselves (run_recbole_metammf.py, run_benchmark.py, run_tune.py, bench/, docs/scripts/)
 SCRIPT_OPTIONS = {
     "model", "dataset", "config_files", "resume", "checkpoint", "users", "topk", "nproc", "world_size", "ip",
     "port", "group_offset", "models", "seeds", "output", "preset", "tsne_users", "space", "metric", "name",
     "address", "scheduler", "batches", "profile", "scale", "synthetic", "work", "report", "key",
-    "new_items", "items",
+    "new_items", "items", "latent",  # latent: docs/scripts/probe_meta_information.py
 }
 
 
