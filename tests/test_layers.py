@@ -126,3 +126,18 @@ def test_layers_package_reexports_every_public_name_of_its_modules():
                   if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__}
         assert public <= set(layers.__all__), public - set(layers.__all__)
         assert all(getattr(layers, name) is getattr(module, name) for name in public)
+
+
+def test_training_graph_is_built_once_per_dataset_and_never_inherited_by_a_copy(tiny_config):
+    from conftest import build
+
+    from recbole_metammf.model.layers import training_graph
+
+    _, model, train_data, _, _ = build("MetaMMF_GCN", tiny_config)
+    train = train_data._dataset
+    graph = training_graph(train, model.n_users)
+    assert training_graph(train, model.n_users) is graph  # shared by every model built on this dataset
+    assert graph.shape[1] == 2 * len(train.inter_feat)
+    half = train.copy(train.inter_feat[: len(train.inter_feat) // 2])  # RecBole's shallow copy
+    assert training_graph(half, model.n_users).shape[1] == 2 * (len(train.inter_feat) // 2)
+    assert training_graph(train, model.n_users) is graph

@@ -103,10 +103,11 @@ def training_graph(dataset, n_users):
     Built once per dataset and kept on it (as RecBole-GNN's dataset keeps its graph), so the graph
     models built on one loaded dataset share it; treat it as read-only."""
     cached = getattr(dataset, "_metammf_training_graph", None)
-    if cached is None or cached[0] != n_users:
-        cached = (n_users, bipartite_edge_index(dataset.inter_matrix(form="coo"), n_users))
+    # RecBole's Dataset.copy is a shallow copy with new interactions: a cache inherited that way is stale
+    if cached is None or cached[0] != n_users or cached[1] is not dataset.inter_feat:
+        cached = (n_users, dataset.inter_feat, bipartite_edge_index(dataset.inter_matrix(form="coo"), n_users))
         dataset._metammf_training_graph = cached
-    return cached[1]
+    return cached[2]
 
 
 def normalized_training_graph(dataset, n_users, n_items, normalization="symmetric"):
