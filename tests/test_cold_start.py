@@ -279,3 +279,8 @@ def test_tied_scores_are_ranked_at_random_for_each_user_not_by_item_id():
     assert top[:, 1:].float().mean() == pytest.approx(24.5, abs=2.0)  # not the lowest ids first
     again = break_ties(scores, torch.Generator().manual_seed(0))
     assert torch.equal(broken, again)  # fixed by the seed
+    # with the metrics' depth, ties below the top depth + 1 leave the scores alone; a tie inside is broken
+    deep = torch.tensor([[0.9, 0.8, 0.7, 0.1, 0.1, 0.1]])
+    assert break_ties(deep, torch.Generator().manual_seed(0), depth=3) is deep  # the top 3 are certain
+    assert break_ties(deep, torch.Generator().manual_seed(0), depth=4) is not deep  # which 0.1 is 4th?
+    torch.testing.assert_close(break_ties(scores, torch.Generator().manual_seed(0), depth=10), broken)

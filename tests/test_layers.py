@@ -62,6 +62,29 @@ def test_tower_equals_per_item_weights(cp_rank, static_weight, widths):
     assert not torch.allclose(tower(features, meta + 1.0), fast)
 
 
+def test_standardized_meta_information_spreads_items_with_nearly_parallel_features():
+    torch.manual_seed(3)
+    # min-max-like features: a large common positive offset, small item-specific parts
+    features = 1.0 + 0.01 * torch.randn(200, 12, dtype=torch.float64)
+    plain = MetaInformationExtractor(12, 12, 4).double()
+    standardized = MetaInformationExtractor(12, 12, 4, standardize=True).double()
+    standardized.mlp.load_state_dict(plain.mlp.state_dict())
+    with torch.no_grad():
+        s_plain, s_std = plain(features), standardized(features)
+    assert s_plain.std(dim=0).max() < 0.05  # the defect: s_i nearly the same for every item
+    torch.testing.assert_close(s_std.mean(dim=0), torch.zeros(4).double(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(s_std.var(dim=0, unbiased=False), torch.ones(4).double(), atol=1e-2, rtol=0)
+    # the same map up to a per-component affine transform (so W absorbs the offset, T the scale)
+    centred = s_plain - s_plain.mean(dim=0)
+    torch.testing.assert_close(s_std * s_plain.std(dim=0, unbiased=False), centred, atol=1e-5, rtol=1e-2)
+    # evaluation uses the running statistics: an item's s_i does not depend on the other items scored
+    standardized.eval()
+    with torch.no_grad():
+        alone = standardized(features[:1])
+        together = standardized(features)[:1]
+    torch.testing.assert_close(alone, together)
+
+
 @pytest.mark.parametrize("cp_rank", [0, 5])
 def test_float32_layer_matches_explicit_weights(cp_rank):
     torch.manual_seed(0)
@@ -114,7 +137,9 @@ def test_meta_fusion_modules_print_their_widths_rank_and_meta_length():
     assert "dims=[14, 32, 8], d_s=5, cp_rank=4, static_weight=False" in repr(tower)
     assert "in_dim=14, out_dim=32, d_s=5, cp_rank=4, static_weight=False" in repr(tower.layers[0])
     assert "cp_rank=0 (full tensor)" in repr(MetaFusionLayer(3, 2, d_s=2, cp_rank=0))
-    assert repr(MetaInformationExtractor(14, 20, 5)).startswith("MetaInformationExtractor(\n  in_dim=14, hidden_dim=20, d_s=5")
+    assert repr(MetaInformationExtractor(14, 20, 5)).startswith(
+        "MetaInformationExtractor(\n  in_dim=14, hidden_dim=20, d_s=5, standardize=False"
+    )
 
 
 def test_layers_package_reexports_every_public_name_of_its_modules():

@@ -29,7 +29,9 @@ class MetaMMF_MF(FusionMFBackbone):
         self.static_weight = config["static_weight"]
         extractor_hidden = config["extractor_hidden"] or feature_dim
 
-        self.meta_extractor = MetaInformationExtractor(feature_dim, extractor_hidden, self.d_s)
+        self.meta_extractor = MetaInformationExtractor(
+            feature_dim, extractor_hidden, self.d_s, standardize=config["standardize_meta"]
+        )
         self.fusion = MetaFusionTower(
             feature_dim, self.fusion_layers, self.d_s, self.cp_rank, self.static_weight, config["dropout"]
         )
@@ -42,8 +44,9 @@ class MetaMMF_MF(FusionMFBackbone):
         require_int(config, "cp_rank", minimum=0, note="0 = full 3-D tensor")
         if config["extractor_hidden"] is not None:
             require_int(config, "extractor_hidden", minimum=1, note="or null for the feature width")
-        if not isinstance(config["static_weight"], bool):
-            raise ConfigError(f"static_weight: got {config['static_weight']!r}; expected True or False")
+        for key in ("static_weight", "standardize_meta"):
+            if not isinstance(config[key], bool):
+                raise ConfigError(f"{key}: got {config[key]!r}; expected True or False")
 
     def fuse(self, features):
         r"""``e_i^m`` (Eq. 12) from the item's features and its meta information ``s_i`` (Eq. 7)."""
