@@ -1,10 +1,14 @@
 """Ray Tune sweep end to end on the tiny dataset: 4 trials that train (d_s {2, 5} x cp_rank {4, 8})
 and 2 that crash (cp_rank -1 is refused) and are retried, 2 epochs each, through run_tune.py's CLI;
-then the table, the best config and a training run from it."""
+then the table, the best config and a training run from it; and a sweep on a two-node Ray cluster."""
 
 import csv
 import importlib.util
+import json
 import os
+import socket
+import subprocess
+import sys
 
 import ray
 import yaml
@@ -93,3 +97,53 @@ def test_sweep_table_and_best_config(tiny_config, in_tmp_cwd, monkeypatch):
         "MetaMMF_GCN", "tiny", config_file_list=[str(best_config)], config_dict={"epochs": 1}
     )
     assert result["epochs"] == 1 and "ndcg@20" in result["test_result"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tiny_config, in_tmp_cwd):
+    """A real cluster on this machine: `ray start --head` on a loopback port, a second node joining it with
+    `ray start --address`, one CPU each; run_tune.py --address runs two one-CPU trials at once, so Ray must
+    place one on each node; the trials' own records (Ray's node id, in results.csv) say where they ran."""
+    if ray.is_initialized():
+        ray.shutdown()
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--object-store-memory=100000000"]
+
+    def ray_cli(*args):
+        return subprocess.run(["ray", *args], env=env, capture_output=True, text=True, timeout=180, check=True)
+
+    config_file = in_tmp_cwd / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({k: v for k, v in tiny_config.items() if k != "epochs"}))
+    space_file = in_tmp_cwd / "space.yaml"
+    space_file.write_text("d_s: {grid: [2, 5]}\n")
+    output = in_tmp_cwd / "sweeps"
+    ray_cli("start", "--head", f"--port={port}", "--include-dashboard=false", "--disable-usage-stats", *node)
+    try:
+        ray_cli("start", f"--address={address}", *node)
+        listing = subprocess.run(
+            [sys.executable, "-c", "import json, ray; ray.init(address=%r, log_to_driver=False); "
+             "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))" % address],
+            env=env, capture_output=True, text=True, timeout=180, check=True,
+        )
+        node_ids = json.loads(listing.stdout.strip().splitlines()[-1])
+        assert len(node_ids) == 2
+        sweep = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, "run_tune.py"), "--model=MetaMMF_MF", "--dataset=tiny",
+             f"--space={space_file}", f"--config_files={config_file}", f"--output={output}", f"--address={address}",
+             "--scheduler=fifo", "--cpus-per-trial=1", "--no-test", "--verbose=0", "--epochs=2"],
+            env=env, capture_output=True, text=True, timeout=600, cwd=in_tmp_cwd,
+        )
+        assert sweep.returncode == 0, sweep.stderr[-3000:]
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=180)
+    with open(output / "MetaMMF_MF-tiny" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED"]
+    assert sorted(r["node"] for r in rows) == sorted(n[:12] for n in node_ids)  # one trial on each node

@@ -64,7 +64,7 @@ def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
         config = _config(result)
         metrics = result.metrics or {}
         history = _history(result)
-        best, best_epoch, epochs, last_done = None, None, 0, False
+        best, best_epoch, epochs, last_done, node = None, None, 0, False, ""
         if history is not None:
             position = history["metric"].idxmax() if mode == "max" else history["metric"].idxmin()
             best = float(history.loc[position, "metric"])
@@ -72,6 +72,8 @@ def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
             epochs = int(history["epoch"].max())
             # the last *logged* result (result.metrics is marked done for every trial of a restored sweep)
             last_done = "done" in history and bool(history["done"].iloc[-1])
+            if "node_id" in history:  # the Ray node it ran on (the first 12 hex digits of its id)
+                node = str(history["node_id"].iloc[-1])[:12]
         if result.error is not None:
             status = "ERROR"
         elif history is not None or metrics.get("done"):
@@ -93,6 +95,7 @@ def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
                 "status": status,
                 "pruned": pruned,
                 "failures": _failures(result),
+                "node": node,
                 "error": error,
                 "_config": to_plain(config),
             }

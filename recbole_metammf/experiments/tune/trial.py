@@ -12,7 +12,10 @@ TRIAL_ONLY_KEYS = ("gpu_id", "show_progress", "state")
 def _reporting_trainer(trainer_class, metric):
     r"""``trainer_class`` reporting ``metric`` (and every other validation metric) to Ray Tune after
     each validation, i.e. after every ``eval_step`` training epochs."""
+    import ray
     from ray.air import session
+
+    node_id = ray.get_runtime_context().get_node_id()  # where the trial ran: Ray's id of the node
 
     class ReportingTrainer(trainer_class):
         def _valid_epoch(self, valid_data, show_progress=False):
@@ -20,6 +23,7 @@ def _reporting_trainer(trainer_class, metric):
             epochs_done = len(self.epoch_train_seconds) + self.start_epoch  # 1-based: epochs trained so far
             report = {key: float(value) for key, value in dict(valid_result).items()}
             report.update({"epoch": epochs_done, "valid_score": float(valid_score), "metric": float(valid_result[metric])})
+            report["node_id"] = node_id
             session.report(report)
             return valid_score, valid_result
 
