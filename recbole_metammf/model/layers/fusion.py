@@ -47,7 +47,7 @@ class MetaFusionLayer(nn.Module):
     decomposition ``sum_r a_r o b_r o c_r`` with factors ``A (out x R)``, ``B (in x R)``,
     ``C (d_s x R)`` (Eq. 15). The per-item weight is applied, never built:
 
-    * CP:   ``h W_i^T = h W^T + ((h B) * (s C)) A^T``
+    * CP:   ``h W_i^T = h W^T + ((h B) * (s C)) A^T``, ``h B`` and ``h W^T`` as one GEMM against ``[B ; W^T]``
     * full: ``h W_i^T = h W^T + sum_z s_z (h T_z^T)``, one GEMM against ``T`` laid out as ``(in, d_s * out)``
 
     ``static_weight=False`` drops ``W`` (the Table 5 ablation).
@@ -73,10 +73,13 @@ class MetaFusionLayer(nn.Module):
     def forward(self, h, s):
         r"""``h``: ``(n, in_dim)`` inputs, ``s``: ``(n, d_s)`` meta information of the same items."""
         if self.cp_rank > 0:
-            out = ((h @ self.factor_in) * (s @ self.factor_meta)) @ self.factor_out.t()
-        else:
-            projected = (h @ self.tensor.view(self.in_dim, -1)).view(-1, self.d_s, self.out_dim)
-            out = torch.bmm(s.unsqueeze(1), projected).squeeze(1)
+            if self.weight is None:
+                return ((h @ self.factor_in) * (s @ self.factor_meta)) @ self.factor_out.t()
+            # h B and h W^T in one GEMM: the wide input h (the features, at the first layer) is read once
+            both = h @ torch.cat([self.factor_in, self.weight.t()], dim=1)
+            return (both[:, : self.cp_rank] * (s @ self.factor_meta)) @ self.factor_out.t() + both[:, self.cp_rank :]
+        projected = (h @ self.tensor.view(self.in_dim, -1)).view(-1, self.d_s, self.out_dim)
+        out = torch.bmm(s.unsqueeze(1), projected).squeeze(1)
         if self.weight is not None:
             out = out + h @ self.weight.t()
         return out
