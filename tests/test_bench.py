@@ -23,11 +23,15 @@ def run_script(name, *args):
 
 def test_fusion_benchmark_checks_both_paths_agree(tmp_path):
     report = tmp_path / "report.md"
-    stdout = run_script("fusion.py", "--shape", "movielens", "--items", "12", "--repeats", "1", "--report", str(report))
+    stdout = run_script("fusion.py", "--shape", "movielens", "--items", "12", "--repeats", "1", "--rounds", "1", "--report", str(report))
     assert "same outputs and gradients: yes" in stdout
     package, explicit = (float(x) for x in re.findall(r"\| (\d+\.\d+) \|$", stdout, flags=re.M))
     ratio = float(re.search(r"^ratio: (\S+)$", stdout, flags=re.M).group(1))
     assert abs(ratio - explicit / package) <= 0.05 * ratio + 0.1
+    # several rounds: one ratio each, the median reported between the smallest and the largest
+    stdout = run_script("fusion.py", "--shape", "movielens", "--items", "12", "--repeats", "1", "--rounds", "3", "--report", str(report))
+    low, middle, high = (float(x) for x in re.search(r"min / median / max of 3: (\S+) / (\S+) / (\S+)$", stdout, flags=re.M).groups())
+    assert low <= middle <= high and float(re.search(r"^ratio: (\S+)$", stdout, flags=re.M).group(1)) == middle
     assert "2276 -> 1024 -> 512 -> 256 -> 32" in report.read_text()
 
 
