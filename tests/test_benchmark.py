@@ -287,3 +287,22 @@ def test_each_metammf_model_is_compared_with_its_static_twin_by_a_paired_t_test(
     md, csv = tables.twin_tables(groups)
     assert "| MetaMMF_LightGCN | EarlyFusion_LightGCN | R@20 |" in md and csv.startswith("metammf,twin,metric")
     assert tables.twin_tables({"MetaMMF_MF": groups["MetaMMF_MF"]}) == ("", "")
+
+
+def test_cold_start_summary_adds_the_ranking_among_all_items_and_others_do_not():
+    def group(model, recall, everything=None):
+        result = {"recall@20": recall, "ndcg@20": recall / 2}
+        if everything is not None:
+            result.update({"all_items/recall@20": everything, "all_items/ndcg@20": everything / 2})
+        g = _group(model, {2020: result, 2021: dict(result)})
+        for r in g["records"]:
+            r["best_valid_score"] = recall
+        return g
+
+    cold = {"MetaMMF_LightGCN": group("MetaMMF_LightGCN", 0.06, 0.001), "VBPR": group("VBPR", 0.05, 0.003)}
+    metrics = [row["metric"] for row in tables.comparison(cold)]
+    assert metrics[-2:] == ["all_items/recall@20", "all_items/ndcg@20"]
+    md, _, _ = tables.comparison_tables(cold)
+    assert "| all items R@20 |" in md and "| all items NDCG@20 |" in md
+    warm = {"MetaMMF_LightGCN": group("MetaMMF_LightGCN", 0.06), "VBPR": group("VBPR", 0.05)}
+    assert not any(row["metric"].startswith("all_items/") for row in tables.comparison(warm))

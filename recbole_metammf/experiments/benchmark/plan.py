@@ -24,6 +24,10 @@ RUNNER_KEYS = ("seed", "checkpoint_dir")  # set per run by the runner; not part 
 
 
 def short_metric(metric):
+    from recbole_metammf.cold_start import ALL_ITEMS_PREFIX
+
+    if metric.startswith(ALL_ITEMS_PREFIX):  # cold start: the same users ranked among all items
+        return "all items " + short_metric(metric[len(ALL_ITEMS_PREFIX):])
     name, k = metric.split("@")
     return f"{SHORT_NAMES.get(name, name)}@{k}"
 

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats
 
 from recbole_metammf import analysis
+from recbole_metammf.cold_start import ALL_ITEMS_PREFIX
 from recbole_metammf.experiments.benchmark import FLOOR_MODEL
 from recbole_metammf.experiments.benchmark.plan import METRICS, is_metammf, short_metric
 from recbole_metammf.files import csv_text, md_table
@@ -80,7 +81,9 @@ def comparison(groups):
     others = [label for label, g in groups.items() if not is_metammf(g["model"]) and g["records"]]
     best, rival = selected_by_validation(groups, metammf), selected_by_validation(groups, others)
     rows = []
-    for metric in METRICS:
+    # cold start: also the ranking of the same users among all items, where the runs have it
+    reported = {m for g in groups.values() for r in g["records"] for m in r["test_result"]}
+    for metric in METRICS + [ALL_ITEMS_PREFIX + m for m in TWIN_METRICS if ALL_ITEMS_PREFIX + m in reported]:
         values = {label: test_values(g, metric) for label, g in groups.items()}
         row = {"metric": metric, "cells": {label: mean_std(list(v.values())) for label, v in values.items()}}
         improvement = p_value = float("nan")
