@@ -161,6 +161,8 @@ def test_cli_reports_a_bad_value_without_traceback(in_tmp_cwd):
         ({"fusion_layers": [32, 0]}, "fusion_layers"),
         ({"n_layers": 0}, "n_layers"),
         ({"static_weight": "yes"}, "static_weight"),
+        ({"standardize_meta": 1}, "standardize_meta"),
+        ({"center_meta_input": "no"}, "center_meta_input"),
     ],
 )
 def test_bad_values_are_refused_before_loading(override, key, tiny_config):
@@ -201,3 +203,18 @@ def test_modalities_are_min_max_normalised_by_default(tiny_config):
         block = features[:, start : start + dim]
         assert block.min().item() == pytest.approx(0.0, abs=1e-6)
         assert block.max().item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):
+    """center_meta_input: the extractor reads x_i - mean(x); the same s_i as the paper's extractor whose
+    first bias is b_1 - W_1 mean(x), for warm items and for the padding row alike."""
+    _, centred, *_ = build("MetaMMF_MF", {**tiny_config, "center_meta_input": True})
+    _, plain, *_ = build("MetaMMF_MF", tiny_config)
+    plain.load_state_dict(centred.state_dict())
+    features = centred.item_features
+    offset = features[1:].mean(dim=0)
+    torch.testing.assert_close(centred.meta_input_offset, offset)
+    with torch.no_grad():
+        first = plain.meta_extractor.mlp[0]
+        first.bias -= first.weight @ offset
+        torch.testing.assert_close(centred.fuse(features)[0], plain.fuse(features)[0], atol=1e-5, rtol=1e-4)

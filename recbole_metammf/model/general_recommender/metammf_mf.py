@@ -29,6 +29,11 @@ class MetaMMF_MF(FusionMFBackbone):
         self.static_weight = config["static_weight"]
         extractor_hidden = config["extractor_hidden"] or feature_dim
 
+        # center_meta_input: the extractor reads x_i minus the mean over the catalogue's items (a change of
+        # b_1 in Eq. 7, so the same functions; what changes is that min-max features' common offset no
+        # longer dominates W_1 x_i and its gradient). The fusion tower still reads x_i itself.
+        offset = self.item_features[1:].mean(dim=0) if config["center_meta_input"] else None
+        self.register_buffer("meta_input_offset", offset, persistent=False)
         self.meta_extractor = MetaInformationExtractor(
             feature_dim, extractor_hidden, self.d_s, standardize=config["standardize_meta"]
         )
@@ -44,10 +49,11 @@ class MetaMMF_MF(FusionMFBackbone):
         require_int(config, "cp_rank", minimum=0, note="0 = full 3-D tensor")
         if config["extractor_hidden"] is not None:
             require_int(config, "extractor_hidden", minimum=1, note="or null for the feature width")
-        for key in ("static_weight", "standardize_meta"):
+        for key in ("static_weight", "standardize_meta", "center_meta_input"):
             if not isinstance(config[key], bool):
                 raise ConfigError(f"{key}: got {config[key]!r}; expected True or False")
 
     def fuse(self, features):
         r"""``e_i^m`` (Eq. 12) from the item's features and its meta information ``s_i`` (Eq. 7)."""
-        return [self.fusion(features, self.meta_extractor(features))]
+        meta_input = features if self.meta_input_offset is None else features - self.meta_input_offset
+        return [self.fusion(features, self.meta_extractor(meta_input))]
