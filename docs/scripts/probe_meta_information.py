@@ -40,8 +40,8 @@ def main():
         with torch.no_grad():
             features = model.item_features[1:]
             views = {"raw features x_i": features.numpy(), "fused e_i^m": model.fuse(features)[0].numpy()}
-            if hasattr(model, "meta_extractor"):
-                s = model.meta_extractor(features).numpy()
+            if hasattr(model, "meta_information"):
+                s = model.meta_information(features).numpy()
                 views["meta information s_i"] = s
                 print(f"{config['model']}: s_i std over items per dimension {np.round(s.std(axis=0), 3).tolist()}")
         for name, view in views.items():

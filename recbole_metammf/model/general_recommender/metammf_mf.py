@@ -53,7 +53,10 @@ class MetaMMF_MF(FusionMFBackbone):
             if not isinstance(config[key], bool):
                 raise ConfigError(f"{key}: got {config[key]!r}; expected True or False")
 
+    def meta_information(self, features):
+        r"""``s_i`` (Eq. 7) of items with concatenated ``features`` (centred first with ``center_meta_input``)."""
+        return self.meta_extractor(features if self.meta_input_offset is None else features - self.meta_input_offset)
+
     def fuse(self, features):
         r"""``e_i^m`` (Eq. 12) from the item's features and its meta information ``s_i`` (Eq. 7)."""
-        meta_input = features if self.meta_input_offset is None else features - self.meta_input_offset
-        return [self.fusion(features, self.meta_extractor(meta_input))]
+        return [self.fusion(features, self.meta_information(features))]
