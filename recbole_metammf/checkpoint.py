@@ -19,7 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_metammf.utils import to_plain
+from recbole_metammf.files import read_yaml
+from recbole_metammf.utils import PROPERTIES_DIR, to_plain
 
 LAST_SUFFIX = "-last.pth"
 
@@ -204,6 +205,18 @@ def checkpoint_config(config):
         "dataset": config["dataset"],
         "external": to_plain(external),
     }
+
+
+def rebuild_settings(saved):
+    r"""The config dict that rebuilds a checkpoint's model: the values it trained with for every key of the
+    plugin model's ``properties/model/<Model>.yaml``, then the user's own settings. So a checkpoint keeps
+    its model when a later release changes a default (e.g. ``standardize_meta``); checkpoints written
+    before ``final`` was recorded rebuild from the user's settings alone."""
+    path = os.path.join(PROPERTIES_DIR, "model", f"{saved['model']}.yaml")
+    final = saved.get("final") or {}
+    defaults = read_yaml(path) if os.path.isfile(path) else {}
+    pinned = {key: final[key] for key in defaults if key in final}
+    return {**pinned, **saved["external"]}
 
 
 def to_device(value, device):

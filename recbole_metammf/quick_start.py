@@ -10,7 +10,7 @@ import torch
 from recbole.utils import get_environment, init_logger, set_color
 
 from recbole_metammf import distributed
-from recbole_metammf.checkpoint import load_checkpoint, restore_model
+from recbole_metammf.checkpoint import load_checkpoint, rebuild_settings, restore_model
 from recbole_metammf.config import Config
 from recbole_metammf.distributed import command_line, plain_result  # noqa: F401 - part of this module's API
 from recbole_metammf.pipeline import build, build_model, load_data, make_config, seed_everything, train_and_test
@@ -31,7 +31,7 @@ def resume_settings(
     for key, given in [("model", getattr(model, "__name__", model)), ("dataset", dataset)]:
         if given is not None and given.lower() != saved[key].lower():
             raise ConfigError(f"{key}: got {given!r}, but the checkpoint {resume} was written for {saved[key]!r}")
-    return saved["model"], saved["dataset"], {**saved["external"], **(config_dict or {})}
+    return saved["model"], saved["dataset"], {**rebuild_settings(saved), **(config_dict or {})}
 
 
 def describe_device(device: torch.device) -> str:
@@ -128,7 +128,7 @@ def load_data_and_model(model_file: str) -> Tuple[Config, torch.nn.Module, Any, 
     The settings are the checkpoint's: the command line of the calling program is not read."""
     checkpoint = load_checkpoint(model_file)
     saved = checkpoint["config"]
-    config = make_config(saved["model"], saved["dataset"], config_dict=saved["external"], command_line=False)
+    config = make_config(saved["model"], saved["dataset"], config_dict=rebuild_settings(saved), command_line=False)
     data = load_data(config)
     model = build_model(config, data)
     restore_model(model, checkpoint)
