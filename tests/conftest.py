@@ -55,6 +55,17 @@ def write_tiny_dataset(root, name="tiny", n_users=60, n_items=90, dims=(8, 6), s
     return root, fields, blocks
 
 
+@pytest.fixture
+def one_thread():
+    """Two shared cores: OpenMP threads spinning against other jobs make small ops 100x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def no_command_line_settings(monkeypatch):
     """RecBole's Config reads every --key=value of sys.argv, and this package refuses unknown keys:

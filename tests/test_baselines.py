@@ -23,13 +23,7 @@ STATIC = [name for name in BASELINES if "Fusion_" in name]
 METRICS = [f"{m}@{k}" for m in ["precision", "recall", "hit", "ndcg"] for k in [10, 20]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: OpenMP threads spinning against other jobs make small ops 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("model_name", BASELINES)
@@ -386,7 +380,7 @@ def test_graphsage_layer_is_self_weight_plus_mean_of_neighbours(tiny_config):
             torch.testing.assert_close(conv(x, model.graph_structure), x @ w_self.t() + (mean @ x) @ w_neighbours.t())
         h = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
         for conv in model.gnn.convs:
-            h = F.leaky_relu(h @ conv.lin_r.weight.t() + (mean @ h) @ conv.lin_l.weight.t())
+            h = F.leaky_relu(h @ conv.lin_r.weight.t() + (mean @ h) @ conv.lin_l.weight.t(), model.gnn.negative_slope)
         user_all, item_all = model.forward()
     torch.testing.assert_close(torch.cat([user_all, item_all]), h)
 

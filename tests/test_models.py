@@ -195,14 +195,17 @@ def test_cli_needs_a_model_and_a_dataset(in_tmp_cwd):
     assert out.returncode != 0 and "model: not given" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_modalities_are_min_max_normalised_by_default(tiny_config):
-    config, model, _, _, _ = build("MetaMMF_GCN", tiny_config)
+def test_modalities_are_min_max_normalised_by_default_and_unit_length_for_the_gcn_backbone(tiny_config):
+    config, model, _, _, _ = build("MetaMMF_LightGCN", tiny_config)
     assert config["normalize_field"] == ["v_feat", "a_feat"]
     features = model.item_features[1:]  # row 0 is padding
     for start, dim in [(0, 8), (8, 6)]:
         block = features[:, start : start + dim]
         assert block.min().item() == pytest.approx(0.0, abs=1e-6)
         assert block.max().item() == pytest.approx(1.0, abs=1e-6)
+    _, gcn, _, _, _ = build("MetaMMF_GCN", tiny_config)  # l2, chosen on validation (properties/model/MetaMMF_GCN.yaml)
+    for block in torch.split(gcn.item_features[1:], gcn.modality_dims, dim=1):
+        torch.testing.assert_close(block.norm(dim=1), torch.ones(len(block)))
 
 
 def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):

@@ -10,6 +10,8 @@ r"""Base classes of the plugin's recommenders.
 * :class:`FusionMFBackbone` — MetaMMF_MF's matrix-factorisation backbone (Eq. 16) with the fusion
   left to the subclass: MetaMMF_MF supplies the meta-learned fusion, the static fusion baselines
   (:class:`StaticFusionRecommender`) supply static early / late / hybrid fusion.
+* :class:`LearnedGraphLayers` — mixin of the models with learned graph layers (IDGraphRecommender, FusionGCNBackbone): the
+  keys of their layers and the training batch's edges left out of its message passing.
 * :class:`FusionGCNBackbone` — mixin adding MetaMMF_GCN's graph convolution (Eq. 17-18) to any
   of those: ``class X_GCN(FusionGCNBackbone, X_MF)``.
 
@@ -31,6 +33,7 @@ from recbole_metammf.model.layers import (
     normalized_training_graph,
     scale_modality,
     training_graph,
+    without_pairs,
 )
 from recbole_metammf.utils import ConfigError, DataError, modality_scaling, require_int
 
@@ -246,7 +249,69 @@ class FusionMFBackbone(MultimodalRecommender):
         return self.user_embedding.weight, self.item_representation(items)
 
 
-class FusionGCNBackbone:
+class LearnedGraphLayers:
+    r"""Mixin of the graph models whose layers have weights and a LeakyReLU (GraphSAGE-style Eq. 18, GAT):
+    the keys of their :class:`~recbole_metammf.model.layers.GraphConvolutionStack` and ``drop_batch_edges``.
+
+    ``negative_slope``: LeakyReLU's slope below zero. With PyTorch's 0.01 (the authors' code) every
+    layer's output is nearly non-negative, and the mean of non-negative vectors over a node's neighbours
+    is nearly the same vector for every node (docs/RESULTS.md, "MetaMMF_GCN: the cause of the popularity
+    collapse"; ``docs/scripts/probe_gcn_spread.py`` measures it).
+
+    ``drop_batch_edges``: the training batch's positive (user, item) edges are left out of the graph
+    that computes the batch's loss. On the whole training graph a positive pair's representations read
+    the very edge BPR asks them to predict (``i`` is among ``u``'s neighbours and ``u`` among ``i``'s),
+    which a negative, and every test item, lacks; torch-geometric's ``RandomLinkSplit(disjoint_train_ratio=...)``
+    separates supervision edges from message-passing edges for that reason. Evaluation uses the whole
+    training graph.
+    """
+
+    def init_graph_layers(self, config, edge_index):
+        r"""Keep the training ``edge_index``; :meth:`graph` turns an edge index into what the layers take."""
+        self.drop_batch_edges = config["drop_batch_edges"]
+        self._batch_graph = None
+        self.register_buffer("edge_index", edge_index, persistent=False)
+
+    @classmethod
+    def check_config(cls, config):
+        super().check_config(config)
+        require_int(config, "n_layers", minimum=1)
+        for key in ("last_activation", "drop_batch_edges"):
+            if not isinstance(config[key], bool):
+                raise ConfigError(f"{key}: got {config[key]!r}; expected True or False")
+        slope = config["negative_slope"]
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0.0 <= slope <= 1.0:
+            raise ConfigError(
+                f"negative_slope: got {slope!r}; expected a number in [0, 1] (LeakyReLU's slope below zero: "
+                "0.01 = the authors' code, 1.0 = linear layers)"
+            )
+        if config["layer_combination"] not in MeanAggregationGCN.LAYER_COMBINATIONS:
+            raise ConfigError(
+                f"layer_combination: got {config['layer_combination']!r}; expected last (the layer-L output, "
+                "the paper's Eq. 18) or mean (the mean of the layers 0..L, as LightGCN)"
+            )
+
+    def graph(self, edge_index, n_nodes):
+        r"""The graph ``edge_index`` in the form the layers take it (default: the edge index itself)."""
+        return edge_index
+
+    def message_graph(self, full_graph):
+        r"""The graph of this forward pass: the training graph less the batch's edges, or ``full_graph``."""
+        return full_graph if self._batch_graph is None else self._batch_graph
+
+    def calculate_loss(self, interaction):
+        if not self.drop_batch_edges:
+            return super().calculate_loss(interaction)
+        users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        edges = without_pairs(self.edge_index, self.n_users, users, items)
+        self._batch_graph = self.graph(edges, self.n_users + self.n_items)
+        try:
+            return super().calculate_loss(interaction)
+        finally:
+            self._batch_graph = None
+
+
+class FusionGCNBackbone(LearnedGraphLayers):
     r"""Mixin: MetaMMF_GCN's backbone (Eq. 17-18) over a :class:`FusionMFBackbone` subclass.
 
     ``class X_GCN(FusionGCNBackbone, X_MF)``: the initial node embeddings of each branch are X_MF's
@@ -260,35 +325,26 @@ class FusionGCNBackbone:
         self.n_layers = config["n_layers"]
         last_activation = config["last_activation"]
         gcns = [
-            MeanAggregationGCN(width, self.n_layers, config["dropout"], last_activation, config["layer_combination"])
+            MeanAggregationGCN(
+                width, self.n_layers, config["dropout"], last_activation, config["layer_combination"], config["negative_slope"]
+            )
             for width in self.branch_widths
         ]
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
         # training interactions only (RecBole hands the model the training dataset); built once
-        adjacency = mean_aggregation_adjacency(training_graph(dataset, self.n_users), self.n_users + self.n_items)
-        self.register_buffer("adjacency", adjacency, persistent=False)
+        edge_index = training_graph(dataset, self.n_users)
+        self.register_buffer("adjacency", self.graph(edge_index, self.n_users + self.n_items), persistent=False)
+        self.init_graph_layers(config, edge_index)
 
-    @classmethod
-    def check_config(cls, config):
-        super().check_config(config)
-        require_int(config, "n_layers", minimum=1)
-        if not isinstance(config["last_activation"], bool):
-            raise ConfigError(
-                f"last_activation: got {config['last_activation']!r}; expected True (the paper's Eq. 18) "
-                "or False (the authors' code: no activation after the last layer)"
-            )
-        if config["layer_combination"] not in MeanAggregationGCN.LAYER_COMBINATIONS:
-            raise ConfigError(
-                f"layer_combination: got {config['layer_combination']!r}; expected last (the paper's Eq. 18, "
-                "the authors' code) or mean (the mean of the layers 0..L, as LightGCN)"
-            )
+    def graph(self, edge_index, n_nodes):
+        return mean_aggregation_adjacency(edge_index, n_nodes)  # a sparse matrix: one product per layer
 
     def forward(self, items=None):
         gcns = [self.gcn] if isinstance(self.gcn, MeanAggregationGCN) else list(self.gcn)
         user_branches = torch.split(self.user_embedding.weight, self.branch_widths, dim=1)
         users_out, items_out = [], []
         for gcn, user_branch, item_branch in zip(gcns, user_branches, self.branch_representations()):
-            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.adjacency)
+            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.message_graph(self.adjacency))
             user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
             users_out.append(user_all)
             items_out.append(item_all)
@@ -371,7 +427,7 @@ class StaticFusionRecommender(FusionMFBackbone):
         return self.fusion(features)
 
 
-class IDGraphRecommender(RepresentationRecommender):
+class IDGraphRecommender(LearnedGraphLayers, RepresentationRecommender):
     r"""ID embeddings of users and items through a :class:`~recbole_metammf.model.layers.GraphConvolutionStack`
     on the training user-item graph (both directions, users ``0..n_users-1``, item ``j`` = node
     ``n_users + j``), scored by the inner product of the outputs, BPR and ``reg_weight * ||Phi||^2``.
@@ -390,31 +446,21 @@ class IDGraphRecommender(RepresentationRecommender):
         xavier_uniform_initialization(self.item_embedding)
         self.gnn = self.build_gnn(config)
         # training interactions only (RecBole hands the model the training dataset); built once
-        graph = self.graph(training_graph(dataset, self.n_users), self.n_users + self.n_items)
-        self.register_buffer("graph_structure", graph, persistent=False)
+        n_nodes, edge_index = self.n_users + self.n_items, training_graph(dataset, self.n_users)
+        self.register_buffer("graph_structure", self.graph(edge_index, n_nodes), persistent=False)
+        self.init_graph_layers(config, edge_index)
 
     @classmethod
     def check_config(cls, config):
         super().check_config(config)
         require_int(config, "embedding_size", minimum=1)
-        require_int(config, "n_layers", minimum=1)
-        if not isinstance(config["last_activation"], bool):
-            raise ConfigError(f"last_activation: got {config['last_activation']!r}; expected True or False")
-        if config["layer_combination"] not in MeanAggregationGCN.LAYER_COMBINATIONS:
-            raise ConfigError(
-                f"layer_combination: got {config['layer_combination']!r}; expected last (the layer-L output) "
-                "or mean (the mean of the layers 0..L, as LightGCN)"
-            )
 
     def build_gnn(self, config):
         r"""The graph convolution stack (``embedding_size`` wide, ``n_layers`` deep)."""
         raise NotImplementedError
 
-    def graph(self, edge_index, n_nodes):
-        r"""The training graph in the form :meth:`build_gnn`'s stack takes it (default: the edge index)."""
-        return edge_index
-
     def forward(self, items=None):
         nodes = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        user_all, item_all = torch.split(self.gnn(nodes, self.graph_structure), [self.n_users, self.n_items])
+        nodes = self.gnn(nodes, self.message_graph(self.graph_structure))
+        user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
         return user_all, (item_all if items is None else item_all[items])

@@ -45,4 +45,5 @@ class GAT(IDGraphRecommender):
             dropout=config["dropout"],
             last_activation=config["last_activation"],
             layer_combination=config["layer_combination"],
+            negative_slope=config["negative_slope"],
         )

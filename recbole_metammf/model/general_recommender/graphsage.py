@@ -19,7 +19,9 @@ fused item embeddings, and a comparison of the two measures what the multimodal 
 Differs from Alg. 1: no neighbour sampling (the whole neighbourhood is averaged: the graph is
 small, and sampling only approximates this mean), no L2 normalisation of each layer's output (the
 scores are inner products, whose norms carry popularity), no bias (as Eq. 18). Defaults
-(``properties/model/GraphSAGE.yaml``) are MetaMMF_GCN's.
+(``properties/model/GraphSAGE.yaml``) are MetaMMF_GCN's backbone, linear layers (``negative_slope: 1.0``)
+and the batch's edges left out of its message passing (``drop_batch_edges``) included: both chosen on
+validation against a measured popularity collapse (docs/RESULTS.md).
 """
 
 from recbole_metammf.model.abstract_recommender import IDGraphRecommender
@@ -29,7 +31,12 @@ from recbole_metammf.model.layers import MeanAggregationGCN, mean_aggregation_ad
 class GraphSAGE(IDGraphRecommender):
     def build_gnn(self, config):
         return MeanAggregationGCN(
-            self.embedding_size, self.n_layers, config["dropout"], config["last_activation"], config["layer_combination"]
+            self.embedding_size,
+            self.n_layers,
+            config["dropout"],
+            config["last_activation"],
+            config["layer_combination"],
+            config["negative_slope"],
         )
 
     def graph(self, edge_index, n_nodes):

@@ -14,6 +14,7 @@ Shared by the baselines (``docs/BASELINES.md``):
 * :class:`StaticFusionTower`, :class:`StaticFusion` — the static early / late / hybrid fusion that
   replaces the meta-learned fusion in the paper's Table 3 baselines (same widths, no biases).
 * :class:`ModalityProjection` — per-modality (or concatenated) linear projection of the item features.
+* :func:`without_pairs` — the training graph less a batch's user-item pairs (``drop_batch_edges``).
 * :func:`propagate`, :func:`mean_edge_weight`, :func:`symmetric_edge_weight` — weighted message
   passing (``out_dst += w * x_src``) with differentiable edge weights; :func:`sparse_adjacency` —
   the same as a sparse matrix for graphs whose weights are fixed (3-5x faster on CPU);
@@ -49,6 +50,7 @@ from recbole_metammf.model.layers.graph import (
     AttentionGCN,
     mean_aggregation_adjacency,
     bipartite_edge_index,
+    without_pairs,
     training_graph,
     normalized_training_graph,
     propagate,
@@ -86,6 +88,7 @@ __all__ = [
     "AttentionGCN",
     "mean_aggregation_adjacency",
     "bipartite_edge_index",
+    "without_pairs",
     "training_graph",
     "normalized_training_graph",
     "propagate",

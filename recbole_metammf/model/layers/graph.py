@@ -13,7 +13,8 @@ from torch_geometric.utils import coalesce, degree, scatter, to_torch_csr_tensor
 class GraphConvolutionStack(nn.Module):
     r"""``L`` graph convolution layers: ``e^{(l)} = dropout(LeakyReLU(conv_l(e^{(l-1)}, graph)))``.
 
-    ``last_activation=False`` leaves the last layer linear (no LeakyReLU there). ``layer_combination``:
+    ``negative_slope``: LeakyReLU's slope below zero (0.01, PyTorch's default, is the authors' code; 1.0
+    makes the layers linear). ``last_activation=False`` leaves the last layer linear (no LeakyReLU there). ``layer_combination``:
     ``last`` = ``e^{(L)}``, ``mean`` = the mean of ``e^{(0)} .. e^{(L)}`` (LightGCN's combination).
     The convolutions (torch-geometric layers mapping ``dim`` to ``dim``) are the subclass's; the graph
     is given at call time in whatever form they take (an edge index, a sparse matrix).
@@ -21,8 +22,9 @@ class GraphConvolutionStack(nn.Module):
 
     LAYER_COMBINATIONS = ("last", "mean")
 
-    def __init__(self, convs, dropout=0.0, last_activation=True, layer_combination="last"):
+    def __init__(self, convs, dropout=0.0, last_activation=True, layer_combination="last", negative_slope=0.01):
         super().__init__()
+        self.negative_slope = negative_slope
         if layer_combination not in self.LAYER_COMBINATIONS:
             raise ValueError(f"layer_combination: got {layer_combination!r}; expected one of {self.LAYER_COMBINATIONS}")
         self.layer_combination = layer_combination
@@ -35,13 +37,16 @@ class GraphConvolutionStack(nn.Module):
         for n, conv in enumerate(self.convs):
             x = conv(x, graph)
             if self.last_activation or n < len(self.convs) - 1:
-                x = F.leaky_relu(x)
+                x = F.leaky_relu(x, self.negative_slope)
             x = self.dropout(x)
             layers.append(x)
         return x if self.layer_combination == "last" else torch.stack(layers).mean(dim=0)
 
     def extra_repr(self):
-        return f"n_layers={len(self.convs)}, last_activation={self.last_activation}, layer_combination={self.layer_combination}"
+        return (
+            f"n_layers={len(self.convs)}, negative_slope={self.negative_slope}, last_activation={self.last_activation}, "
+            f"layer_combination={self.layer_combination}"
+        )
 
 
 class MeanAggregationGCN(GraphConvolutionStack):
@@ -57,12 +62,12 @@ class MeanAggregationGCN(GraphConvolutionStack):
     and the authors' code), ``mean`` = the mean of ``e^{(0)} .. e^{(L)}`` (LightGCN's combination).
     """
 
-    def __init__(self, dim, n_layers, dropout=0.0, last_activation=True, layer_combination="last"):
+    def __init__(self, dim, n_layers, dropout=0.0, last_activation=True, layer_combination="last", negative_slope=0.01):
         convs = [SAGEConv(dim, dim, aggr="mean", bias=False) for _ in range(n_layers)]
         for conv in convs:
             glorot(conv.lin_l.weight)  # Xavier, as the paper; PyG defaults to Kaiming
             glorot(conv.lin_r.weight)
-        super().__init__(convs, dropout, last_activation, layer_combination)
+        super().__init__(convs, dropout, last_activation, layer_combination, negative_slope)
 
 
 class AttentionGCN(GraphConvolutionStack):
@@ -75,9 +80,9 @@ class AttentionGCN(GraphConvolutionStack):
     """
 
     def __init__(self, dim, n_layers, heads=1, attention_dropout=0.0, dropout=0.0, last_activation=True,
-                 layer_combination="last"):
+                 layer_combination="last", negative_slope=0.01):
         convs = [GATConv(dim, dim, heads=heads, concat=False, dropout=attention_dropout) for _ in range(n_layers)]
-        super().__init__(convs, dropout, last_activation, layer_combination)
+        super().__init__(convs, dropout, last_activation, layer_combination, negative_slope)
 
 
 def mean_aggregation_adjacency(edge_index, n_nodes):
@@ -86,6 +91,17 @@ def mean_aggregation_adjacency(edge_index, n_nodes):
     edge_index = coalesce(edge_index, num_nodes=n_nodes)
     with torch.sparse.check_sparse_tensor_invariants(enable=False):  # built valid; checks cost a pass over the edges
         return to_torch_csr_tensor(edge_index.flip(0), size=(n_nodes, n_nodes))
+
+
+def without_pairs(edge_index, n_users, users, items):
+    r"""``edge_index`` (both directions, item ``j`` = node ``n_users + j``) without the user-item pairs
+    ``(users[k], items[k])``, in either direction; the rest keeps its order."""
+    n_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    n_nodes = max(n_nodes, int(users.max()) + 1, int(items.max()) + n_users + 1)
+    keys = edge_index[0] * n_nodes + edge_index[1]
+    items = items + n_users
+    removed = torch.cat([users * n_nodes + items, items * n_nodes + users])
+    return edge_index[:, ~torch.isin(keys, removed)]
 
 
 def bipartite_edge_index(interaction_matrix, n_users):

@@ -1,0 +1,85 @@
+"""The learned graph layers of MetaMMF_GCN, the *Fusion_GCN models, GraphSAGE and GAT: LeakyReLU's slope
+and the training batch's edges left out of the graph its loss is computed on."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recbole_metammf.config import Config
+from recbole_metammf.model.layers import MeanAggregationGCN, without_pairs
+from recbole_metammf.utils import ConfigError
+
+from conftest import build
+
+LEARNED_GRAPH_MODELS = ["MetaMMF_GCN", "EarlyFusion_GCN", "LateFusion_GCN", "GraphSAGE", "GAT"]
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_without_pairs_removes_exactly_the_pairs_in_both_directions():
+    # users 0, 1 and items 0, 1, 2 (nodes 2, 3, 4): edges u0-i0, u0-i1, u1-i1, u1-i2, both directions
+    users, items = torch.tensor([0, 0, 1, 1]), torch.tensor([2, 3, 3, 4])
+    edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+    kept = without_pairs(edge_index, 2, torch.tensor([0, 1]), torch.tensor([1, 2]))  # u0-i1 and u1-i2
+    assert kept.t().tolist() == [[0, 2], [1, 3], [2, 0], [3, 1]]
+    assert without_pairs(edge_index, 2, torch.tensor([1]), torch.tensor([0])).shape == edge_index.shape  # not an edge
+
+
+def test_slope_one_makes_the_layers_linear_and_the_default_is_pytorchs_leaky_relu():
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 0], [1, 0, 3, 2, 0, 4]])
+    x, y = torch.randn(5, 4), torch.randn(5, 4)
+    linear = MeanAggregationGCN(4, 2, negative_slope=1.0)
+    torch.testing.assert_close(linear(2 * x - 3 * y, edge_index), 2 * linear(x, edge_index) - 3 * linear(y, edge_index))
+    default = MeanAggregationGCN(4, 2)
+    first, second = default.convs
+    expected = F.leaky_relu(second(F.leaky_relu(first(x, edge_index)), edge_index))
+    torch.testing.assert_close(default(x, edge_index), expected)
+    assert "negative_slope=0.01" in repr(default) and "negative_slope=1.0" in repr(linear)
+
+
+@pytest.mark.parametrize("model_name", LEARNED_GRAPH_MODELS)
+def test_the_batch_loss_is_computed_without_the_batchs_edges_and_evaluation_with_all(model_name, tiny_config):
+    config = {**tiny_config, "dropout": 0.0}
+    _, dropping, train_data, _, _ = build(model_name, {**config, "drop_batch_edges": True})
+    _, plain, _, _, _ = build(model_name, {**config, "drop_batch_edges": False})
+    plain.load_state_dict(dropping.state_dict())
+    batch = next(iter(train_data))
+    users, items = batch[plain.USER_ID], batch[plain.ITEM_ID]
+    edge_index = plain.edge_index
+    n_nodes = plain.n_users + plain.n_items
+    # independently: the edges of the batch's (user, positive item) pairs, found by a Python set
+    pairs = {(int(u), int(i) + plain.n_users) for u, i in zip(users, items)}
+    keep = [(a, b) not in pairs and (b, a) not in pairs for a, b in edge_index.t().tolist()]
+    reduced = edge_index[:, torch.tensor(keep)]
+    assert reduced.shape[1] == edge_index.shape[1] - 2 * len(pairs)
+    attribute = "adjacency" if hasattr(plain, "adjacency") else "graph_structure"
+    full = getattr(plain, attribute)
+    setattr(plain, attribute, plain.graph(reduced, n_nodes))
+    torch.manual_seed(0)
+    expected = plain.calculate_loss(batch)
+    setattr(plain, attribute, full)
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropping.calculate_loss(batch), expected)
+    torch.manual_seed(0)
+    assert not torch.allclose(plain.calculate_loss(batch), expected)  # the edges matter to the loss
+    dropping.eval()
+    plain.eval()
+    with torch.no_grad():
+        for a, b in zip(dropping.forward(), plain.forward()):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ({"negative_slope": 2.0}, "negative_slope"),
+        ({"negative_slope": "linear"}, "negative_slope"),
+        ({"drop_batch_edges": "yes"}, "drop_batch_edges"),
+    ],
+)
+@pytest.mark.parametrize("model_name", ["MetaMMF_GCN", "GraphSAGE"])
+def test_bad_graph_layer_settings_are_refused_before_loading(model_name, override, key, tiny_config):
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        Config(model=model_name, dataset="tiny", config_dict={**tiny_config, **override})
