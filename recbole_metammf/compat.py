@@ -28,6 +28,23 @@ def silence_known_warnings():
 
 
 @contextlib.contextmanager
+def keeping_anomaly_mode():
+    r"""Leave torch's autograd anomaly mode as it was around an import of RecBole's model packages.
+
+    RecBole 1.2.1's ``sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)``
+    when it is imported, which happens whenever a model name is looked up beyond RecBole's general
+    models (an unknown name, a sequential model, the close matches of an error message). Anomaly mode then
+    stays on for the process: every backward pass several times slower, and a NaN that a later
+    ``torch.where`` would discard (LATTICE's ``0 ** -0.5``) becomes an error. Remove when RecBole drops that line.
+    """
+    enabled, check_nan = torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled()
+    try:
+        yield
+    finally:
+        torch.autograd.set_detect_anomaly(enabled, check_nan)
+
+
+@contextlib.contextmanager
 def without_recbole_ddp(config):
     r"""Build a RecBole trainer without the DistributedDataParallel wrapper of its constructor.
 

@@ -9,6 +9,7 @@ import pkgutil
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_metammf.compat import keeping_anomaly_mode
 from recbole_metammf.errors import ConfigError
 from recbole_metammf.trainer import SafeCheckpointMixin
 
@@ -30,7 +31,8 @@ def known_model_names():
     r"""Class names of the plugin's models and RecBole's (for error messages)."""
     names = []
     for package in [_PLUGIN_MODELS] + _RECBOLE_MODEL_PACKAGES:
-        module = importlib.import_module(package)
+        with keeping_anomaly_mode():
+            module = importlib.import_module(package)
         names += [name for name in dir(module) if name[:1].isupper() and isinstance(getattr(module, name), type)]
     return sorted(set(names))
 
@@ -42,7 +44,8 @@ def get_model(model_name):
         if hasattr(module, model_name):
             return getattr(module, model_name)
     try:
-        return recbole_get_model(model_name)
+        with keeping_anomaly_mode():
+            return recbole_get_model(model_name)
     except (ValueError, AttributeError, ImportError):  # RecBole imports its exlib package (lightgbm) last
         close = difflib.get_close_matches(model_name, known_model_names(), n=5, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""

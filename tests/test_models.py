@@ -222,3 +222,17 @@ def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):
         first = plain.meta_extractor.mlp[0]
         first.bias -= first.weight @ offset
         torch.testing.assert_close(centred.fuse(features)[0], plain.fuse(features)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_looking_up_recbole_models_leaves_autograd_anomaly_mode_off():
+    """RecBole's sine.py turns anomaly mode on at import; a lookup that imports it must not leave it on."""
+    code = (
+        "import torch\n"
+        "from recbole_metammf.registry import get_model, known_model_names\n"
+        "try:\n    get_model('NoSuchModel')\nexcept Exception:\n    pass\n"
+        "assert get_model('SINE').__name__ == 'SINE' and 'SINE' in known_model_names()\n"
+        "print(torch.is_anomaly_enabled())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
