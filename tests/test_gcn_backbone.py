@@ -21,9 +21,9 @@ def test_without_pairs_removes_exactly_the_pairs_in_both_directions():
     # users 0, 1 and items 0, 1, 2 (nodes 2, 3, 4): edges u0-i0, u0-i1, u1-i1, u1-i2, both directions
     users, items = torch.tensor([0, 0, 1, 1]), torch.tensor([2, 3, 3, 4])
     edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
-    kept = without_pairs(edge_index, 2, torch.tensor([0, 1]), torch.tensor([1, 2]))  # u0-i1 and u1-i2
+    kept = without_pairs(edge_index, 2, 5, torch.tensor([0, 1]), torch.tensor([1, 2]))  # u0-i1 and u1-i2
     assert kept.t().tolist() == [[0, 2], [1, 3], [2, 0], [3, 1]]
-    assert without_pairs(edge_index, 2, torch.tensor([1]), torch.tensor([0])).shape == edge_index.shape  # not an edge
+    assert without_pairs(edge_index, 2, 5, torch.tensor([1]), torch.tensor([0])).shape == edge_index.shape  # not an edge
 
 
 def test_slope_one_makes_the_layers_linear_and_the_default_is_pytorchs_leaky_relu():

@@ -303,8 +303,8 @@ class LearnedGraphLayers:
         if not self.drop_batch_edges:
             return super().calculate_loss(interaction)
         users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
-        edges = without_pairs(self.edge_index, self.n_users, users, items)
-        self._batch_graph = self.graph(edges, self.n_users + self.n_items)
+        n_nodes = self.n_users + self.n_items
+        self._batch_graph = self.graph(without_pairs(self.edge_index, self.n_users, n_nodes, users, items), n_nodes)
         try:
             return super().calculate_loss(interaction)
         finally:

@@ -93,11 +93,10 @@ def mean_aggregation_adjacency(edge_index, n_nodes):
         return to_torch_csr_tensor(edge_index.flip(0), size=(n_nodes, n_nodes))
 
 
-def without_pairs(edge_index, n_users, users, items):
-    r"""``edge_index`` (both directions, item ``j`` = node ``n_users + j``) without the user-item pairs
-    ``(users[k], items[k])``, in either direction; the rest keeps its order."""
-    n_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-    n_nodes = max(n_nodes, int(users.max()) + 1, int(items.max()) + n_users + 1)
+def without_pairs(edge_index, n_users, n_nodes, users, items):
+    r"""``edge_index`` of a user-item graph of ``n_nodes`` nodes (both directions, item ``j`` = node
+    ``n_users + j``) without the user-item pairs ``(users[k], items[k])``, in either direction; the rest
+    keeps its order."""
     keys = edge_index[0] * n_nodes + edge_index[1]
     items = items + n_users
     removed = torch.cat([users * n_nodes + items, items * n_nodes + users])
