@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from recbole_metammf.config import Config
-from recbole_metammf.model.layers import MeanAggregationGCN, without_pairs
+from recbole_metammf.model.layers import MeanAggregationGCN, mean_aggregation_adjacency, target_major, without_pairs
 from recbole_metammf.utils import ConfigError
 
 from conftest import build
@@ -20,10 +20,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_without_pairs_removes_exactly_the_pairs_in_both_directions():
     # users 0, 1 and items 0, 1, 2 (nodes 2, 3, 4): edges u0-i0, u0-i1, u1-i1, u1-i2, both directions
     users, items = torch.tensor([0, 0, 1, 1]), torch.tensor([2, 3, 3, 4])
-    edge_index = torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+    edge_index = target_major(torch.stack([torch.cat([users, items]), torch.cat([items, users])]), 5)
+    # target-major: sorted by target, then source
+    assert edge_index.t().tolist() == [[2, 0], [3, 0], [3, 1], [4, 1], [0, 2], [0, 3], [1, 3], [1, 4]]
     kept = without_pairs(edge_index, 2, 5, torch.tensor([0, 1]), torch.tensor([1, 2]))  # u0-i1 and u1-i2
-    assert kept.t().tolist() == [[0, 2], [1, 3], [2, 0], [3, 1]]
+    assert sorted(kept.t().tolist()) == [[0, 2], [1, 3], [2, 0], [3, 1]]
     assert without_pairs(edge_index, 2, 5, torch.tensor([1]), torch.tensor([0])).shape == edge_index.shape  # not an edge
+
+
+def test_the_adjacency_of_a_target_major_edge_index_equals_the_one_of_any_order():
+    torch.manual_seed(0)
+    edge_index = torch.randint(0, 30, (2, 200))  # unsorted, with repeated edges and self-loops
+    dense = torch.zeros(30, 30)
+    dense[edge_index[1], edge_index[0]] = 1.0  # rows = targets; a repeated edge counts once
+    for edges in (edge_index, target_major(edge_index, 30)):
+        torch.testing.assert_close(mean_aggregation_adjacency(edges, 30).to_dense(), dense)
 
 
 def test_slope_one_makes_the_layers_linear_and_the_default_is_pytorchs_leaky_relu():

@@ -32,6 +32,7 @@ from recbole_metammf.model.layers import (
     mean_aggregation_adjacency,
     normalized_training_graph,
     scale_modality,
+    target_major,
     training_graph,
     without_pairs,
 )
@@ -270,6 +271,7 @@ class LearnedGraphLayers:
         r"""Keep the training ``edge_index``; :meth:`graph` turns an edge index into what the layers take."""
         self.drop_batch_edges = config["drop_batch_edges"]
         self._batch_graph = None
+        edge_index = target_major(edge_index, self.n_users + self.n_items)  # the order without_pairs searches
         self.register_buffer("edge_index", edge_index, persistent=False)
 
     @classmethod

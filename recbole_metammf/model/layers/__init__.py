@@ -14,7 +14,8 @@ Shared by the baselines (``docs/BASELINES.md``):
 * :class:`StaticFusionTower`, :class:`StaticFusion` — the static early / late / hybrid fusion that
   replaces the meta-learned fusion in the paper's Table 3 baselines (same widths, no biases).
 * :class:`ModalityProjection` — per-modality (or concatenated) linear projection of the item features.
-* :func:`without_pairs` — the training graph less a batch's user-item pairs (``drop_batch_edges``).
+* :func:`without_pairs` — the training graph less a batch's user-item pairs (``drop_batch_edges``), on an
+  edge index in :func:`target_major` order.
 * :func:`propagate`, :func:`mean_edge_weight`, :func:`symmetric_edge_weight` — weighted message
   passing (``out_dst += w * x_src``) with differentiable edge weights; :func:`sparse_adjacency` —
   the same as a sparse matrix for graphs whose weights are fixed (3-5x faster on CPU);
@@ -51,6 +52,7 @@ from recbole_metammf.model.layers.graph import (
     mean_aggregation_adjacency,
     bipartite_edge_index,
     without_pairs,
+    target_major,
     training_graph,
     normalized_training_graph,
     propagate,
@@ -89,6 +91,7 @@ __all__ = [
     "mean_aggregation_adjacency",
     "bipartite_edge_index",
     "without_pairs",
+    "target_major",
     "training_graph",
     "normalized_training_graph",
     "propagate",

@@ -85,22 +85,42 @@ class AttentionGCN(GraphConvolutionStack):
         super().__init__(convs, dropout, last_activation, layer_combination, negative_slope)
 
 
+def target_major(edge_index, n_nodes):
+    r"""``edge_index`` without repeated edges, sorted by target and then by source: the order of the rows
+    of ``A^T`` (rows = targets), in which :func:`mean_aggregation_adjacency` and :func:`without_pairs`
+    need no sort."""
+    keys = torch.unique(edge_index[1] * n_nodes + edge_index[0])
+    return torch.stack([keys % n_nodes, torch.div(keys, n_nodes, rounding_mode="floor")])
+
+
 def mean_aggregation_adjacency(edge_index, n_nodes):
     r"""The graph of ``edge_index`` as the binary sparse CSR matrix ``A^T`` (rows = targets) that
-    :class:`SAGEConv` reduces with ``mean`` (PyG's ``spmm``); repeated edges count once, as N(i) is a set."""
-    edge_index = coalesce(edge_index, num_nodes=n_nodes)
-    with torch.sparse.check_sparse_tensor_invariants(enable=False):  # built valid; checks cost a pass over the edges
-        return to_torch_csr_tensor(edge_index.flip(0), size=(n_nodes, n_nodes))
+    :class:`SAGEConv` reduces with ``mean`` (PyG's ``spmm``); repeated edges count once, as N(i) is a set.
+    An edge index already in :func:`target_major` order is used as it is (no sort: the training batches'
+    graphs of ``drop_batch_edges`` are built this way)."""
+    keys = edge_index[1] * n_nodes + edge_index[0]
+    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
+        edge_index = target_major(edge_index, n_nodes)
+    targets, sources = edge_index[1], edge_index[0]
+    row_pointers = torch.zeros(n_nodes + 1, dtype=torch.long, device=edge_index.device)
+    row_pointers[1:] = torch.bincount(targets, minlength=n_nodes).cumsum(0)
+    values = torch.ones(sources.numel(), device=edge_index.device)
+    return torch.sparse_csr_tensor(row_pointers, sources, values, size=(n_nodes, n_nodes), check_invariants=False)
 
 
 def without_pairs(edge_index, n_users, n_nodes, users, items):
-    r"""``edge_index`` of a user-item graph of ``n_nodes`` nodes (both directions, item ``j`` = node
-    ``n_users + j``) without the user-item pairs ``(users[k], items[k])``, in either direction; the rest
-    keeps its order."""
-    keys = edge_index[0] * n_nodes + edge_index[1]
+    r"""``edge_index`` of a user-item graph of ``n_nodes`` nodes in :func:`target_major` order (both
+    directions, item ``j`` = node ``n_users + j``) without the user-item pairs ``(users[k], items[k])``, in
+    either direction; the rest keeps its order. A binary search per pair: no pass sorts the edges."""
+    keys = edge_index[1] * n_nodes + edge_index[0]
+    if keys.numel() == 0:
+        return edge_index
     items = items + n_users
-    removed = torch.cat([users * n_nodes + items, items * n_nodes + users])
-    return edge_index[:, ~torch.isin(keys, removed)]
+    removed = torch.cat([items * n_nodes + users, users * n_nodes + items])  # user -> item, item -> user
+    position = torch.searchsorted(keys, removed).clamp_(max=keys.numel() - 1)
+    keep = torch.ones(keys.numel(), dtype=torch.bool, device=keys.device)
+    keep[position[keys[position] == removed]] = False
+    return edge_index[:, keep]
 
 
 def bipartite_edge_index(interaction_matrix, n_users):
