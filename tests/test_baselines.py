@@ -535,7 +535,7 @@ def test_bm3_alignment_vanishes_for_identical_views():
 def test_bm3_loss_without_dropout_and_identity_predictor_reduces_to_cosine_alignments(tiny_config):
     """With no target dropout and f = identity: the graph terms are 2 (1 - mean cos(h_u, h_i)), the
     intra-modality terms vanish, the inter-modality terms are 1 - mean cos(W_m x_i^m + b_m, h_i)."""
-    _, model, train_data, _, _ = build("BM3", tiny_config)
+    _, model, train_data, _, _ = build("BM3", {**tiny_config, "n_layers": 1})  # the dense check below is one layer
     assert model.n_layers == 1 and model.cl_weight == 2.0 and model.reg_weight == 0.1
     model.target_dropout = 0.0
     with torch.no_grad():
