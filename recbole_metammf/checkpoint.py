@@ -207,15 +207,26 @@ def checkpoint_config(config):
     }
 
 
+# Model keys added after checkpoints recorded their settings, with the behaviour the code had before the
+# key existed: a checkpoint whose recorded settings lack one was trained that way, whatever today's default.
+KEYS_ADDED_LATER = {
+    "negative_slope": 0.01,  # 2026-12-04: the graph layers' LeakyReLU was PyTorch's default before
+    "drop_batch_edges": False,  # 2026-12-04: the whole training graph was used before
+}
+
+
 def rebuild_settings(saved):
     r"""The config dict that rebuilds a checkpoint's model: the values it trained with for every key of the
-    plugin model's ``properties/model/<Model>.yaml``, then the user's own settings. So a checkpoint keeps
-    its model when a later release changes a default (e.g. ``standardize_meta``); checkpoints written
-    before ``final`` was recorded rebuild from the user's settings alone."""
+    plugin model's ``properties/model/<Model>.yaml`` (for a key added later, :data:`KEYS_ADDED_LATER`'s
+    value, the behaviour before it), then the user's own settings. So a checkpoint keeps its model when a
+    later release changes a default (e.g. ``standardize_meta``); checkpoints written before ``final`` was
+    recorded rebuild from the user's settings alone."""
     path = os.path.join(PROPERTIES_DIR, "model", f"{saved['model']}.yaml")
     final = saved.get("final") or {}
     defaults = read_yaml(path) if os.path.isfile(path) else {}
     pinned = {key: final[key] for key in defaults if key in final}
+    if final:
+        pinned.update({key: value for key, value in KEYS_ADDED_LATER.items() if key in defaults and key not in final})
     return {**pinned, **saved["external"]}
 
 

@@ -333,3 +333,10 @@ def test_a_checkpoint_rebuilds_with_the_model_settings_it_trained_with_not_today
     # a checkpoint from before `final` was recorded, and a RecBole model: the user's settings alone
     assert rebuild_settings({**saved, "final": None}) == saved["external"]
     assert rebuild_settings({**saved, "model": "BPR"}) == saved["external"]
+    # trained before MetaMMF_GCN had negative_slope and drop_batch_edges: the behaviour of that code
+    before_keys = {"model": "MetaMMF_GCN", "final": {"d_s": 5, "normalize_modalities": True}, "external": {}}
+    settings = rebuild_settings(before_keys)
+    assert settings["negative_slope"] == 0.01 and settings["drop_batch_edges"] is False
+    assert settings["normalize_modalities"] is True
+    recorded = {**before_keys, "final": {**before_keys["final"], "negative_slope": 1.0, "drop_batch_edges": True}}
+    assert rebuild_settings(recorded)["negative_slope"] == 1.0 and rebuild_settings(recorded)["drop_batch_edges"] is True
