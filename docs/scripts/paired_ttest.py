@@ -2,23 +2,37 @@ r"""Paired t-test of two models of one benchmark folder, on the seeds both ran (
 best MetaMMF model with the strongest other one only; this compares any two).
 
     python docs/scripts/paired_ttest.py results/table2_mf/runs.csv MetaMMF_MF BPR [--metrics recall@20,ndcg@20]
+    python docs/scripts/paired_ttest.py results/table2_gcn MetaMMF_GCN "MetaMMF_GCN[paper settings]"
+
+A folder reads every run JSON of its ``runs/`` (runs.csv holds only the runs of the last summary written
+there, so a preset's variants and the plain runs of one folder meet only this way).
 """
 
 import argparse
 import csv
+import glob
+import json
+import os
 
 from scipy import stats
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs_csv", help="runs.csv of a run_benchmark.py output folder")
+    parser.add_argument("runs_csv", help="runs.csv of a run_benchmark.py output folder, or the folder itself")
     parser.add_argument("a")
     parser.add_argument("b")
     parser.add_argument("--metrics", default="recall@20,ndcg@20")
     args = parser.parse_args()
-    with open(args.runs_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
+    if os.path.isdir(args.runs_csv):
+        rows = []
+        for path in sorted(glob.glob(os.path.join(args.runs_csv, "runs", "*.json"))):
+            run = json.load(open(path))
+            rows.append({"label": run["label"], "seed": run["seed"], "best_valid_score": run["best_valid_score"],
+                         **run["test_result"]})
+    else:
+        with open(args.runs_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
     labels = {r["label"] for r in rows}
     for label in (args.a, args.b):
         if label not in labels:
