@@ -65,12 +65,11 @@ def test_the_batch_loss_is_computed_without_the_batchs_edges_and_evaluation_with
     keep = [(a, b) not in pairs and (b, a) not in pairs for a, b in edge_index.t().tolist()]
     reduced = edge_index[:, torch.tensor(keep)]
     assert reduced.shape[1] == edge_index.shape[1] - 2 * len(pairs)
-    attribute = "adjacency" if hasattr(plain, "adjacency") else "graph_structure"
-    full = getattr(plain, attribute)
-    setattr(plain, attribute, plain.graph(reduced, n_nodes))
+    full = plain.graph_structure
+    plain.graph_structure = plain.graph(reduced, n_nodes)
     torch.manual_seed(0)
     expected = plain.calculate_loss(batch)
-    setattr(plain, attribute, full)
+    plain.graph_structure = full
     torch.manual_seed(0)
     torch.testing.assert_close(dropping.calculate_loss(batch), expected)
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 r"""How alike the nodes of a mean-aggregation graph model are, layer by layer (docs/RESULTS.md,
 "MetaMMF_GCN: the cause of the popularity collapse").
 
-    python docs/scripts/probe_gcn_spread.py --model=MetaMMF_GCN --dataset=tiktok --negative_slope=0.01
+    python docs/scripts/probe_gcn_spread.py --model=MetaMMF_GCN --dataset=tiktok --negative_slope=0.01 --normalize_modalities=True
     python docs/scripts/probe_gcn_spread.py CHECKPOINT [CHECKPOINT ...]
 
 Without a checkpoint it builds the model at initialisation (any ``--key=value`` of the model); with
@@ -33,18 +33,10 @@ def mean_pairwise_cosine(x, n=2000, generator=None):
 def layer_outputs(model):
     r"""Layer 0 (the graph layers' input) and each layer's output, as the stack computes them in evaluation."""
     if hasattr(model, "gnn"):  # GraphSAGE, GAT: ID embeddings
-        stack, graph = model.gnn, model.graph_structure
-        x = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+        stack, x = model.gnn, torch.cat([model.user_embedding.weight, model.item_embedding.weight])
     else:  # MetaMMF_GCN and the *Fusion_GCN models: one branch
-        stack, graph = model.gcn, model.adjacency
-        x = torch.cat([model.user_embedding.weight, model.branch_representations()[0]])
-    layers = [x]
-    for n, conv in enumerate(stack.convs):
-        x = conv(x, graph)
-        if stack.last_activation or n < len(stack.convs) - 1:
-            x = F.leaky_relu(x, stack.negative_slope)
-        layers.append(x)
-    return layers
+        stack, x = model.gcn, torch.cat([model.user_embedding.weight, model.branch_representations()[0]])
+    return stack.layer_outputs(x, model.graph_structure)
 
 
 def report(name, model):

@@ -267,12 +267,15 @@ class LearnedGraphLayers:
     training graph.
     """
 
-    def init_graph_layers(self, config, edge_index):
-        r"""Keep the training ``edge_index``; :meth:`graph` turns an edge index into what the layers take."""
+    def init_graph_layers(self, config, dataset):
+        r"""The training graph (RecBole hands the model the training dataset; built once), as the buffer
+        ``graph_structure`` in the form the layers take (:meth:`graph`), and its edge index in the order
+        :func:`without_pairs` searches."""
         self.drop_batch_edges = config["drop_batch_edges"]
         self._batch_graph = None
-        edge_index = target_major(edge_index, self.n_users + self.n_items)  # the order without_pairs searches
-        self.register_buffer("edge_index", edge_index, persistent=False)
+        n_nodes, edge_index = self.n_users + self.n_items, training_graph(dataset, self.n_users)
+        self.register_buffer("graph_structure", self.graph(edge_index, n_nodes), persistent=False)
+        self.register_buffer("edge_index", target_major(edge_index, n_nodes), persistent=False)
 
     @classmethod
     def check_config(cls, config):
@@ -297,9 +300,9 @@ class LearnedGraphLayers:
         r"""The graph ``edge_index`` in the form the layers take it (default: the edge index itself)."""
         return edge_index
 
-    def message_graph(self, full_graph):
-        r"""The graph of this forward pass: the training graph less the batch's edges, or ``full_graph``."""
-        return full_graph if self._batch_graph is None else self._batch_graph
+    def message_graph(self):
+        r"""The graph of this forward pass: the training graph less the batch's edges, or all of it."""
+        return self.graph_structure if self._batch_graph is None else self._batch_graph
 
     def calculate_loss(self, interaction):
         if not self.drop_batch_edges:
@@ -333,10 +336,7 @@ class FusionGCNBackbone(LearnedGraphLayers):
             for width in self.branch_widths
         ]
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
-        # training interactions only (RecBole hands the model the training dataset); built once
-        edge_index = training_graph(dataset, self.n_users)
-        self.register_buffer("adjacency", self.graph(edge_index, self.n_users + self.n_items), persistent=False)
-        self.init_graph_layers(config, edge_index)
+        self.init_graph_layers(config, dataset)
 
     def graph(self, edge_index, n_nodes):
         return mean_aggregation_adjacency(edge_index, n_nodes)  # a sparse matrix: one product per layer
@@ -346,7 +346,7 @@ class FusionGCNBackbone(LearnedGraphLayers):
         user_branches = torch.split(self.user_embedding.weight, self.branch_widths, dim=1)
         users_out, items_out = [], []
         for gcn, user_branch, item_branch in zip(gcns, user_branches, self.branch_representations()):
-            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.message_graph(self.adjacency))
+            nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.message_graph())
             user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
             users_out.append(user_all)
             items_out.append(item_all)
@@ -447,10 +447,7 @@ class IDGraphRecommender(LearnedGraphLayers, RepresentationRecommender):
         xavier_uniform_initialization(self.user_embedding)  # Xavier, as the paper (Sec. 5.1.3)
         xavier_uniform_initialization(self.item_embedding)
         self.gnn = self.build_gnn(config)
-        # training interactions only (RecBole hands the model the training dataset); built once
-        n_nodes, edge_index = self.n_users + self.n_items, training_graph(dataset, self.n_users)
-        self.register_buffer("graph_structure", self.graph(edge_index, n_nodes), persistent=False)
-        self.init_graph_layers(config, edge_index)
+        self.init_graph_layers(config, dataset)
 
     @classmethod
     def check_config(cls, config):
@@ -463,6 +460,6 @@ class IDGraphRecommender(LearnedGraphLayers, RepresentationRecommender):
 
     def forward(self, items=None):
         nodes = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        nodes = self.gnn(nodes, self.message_graph(self.graph_structure))
+        nodes = self.gnn(nodes, self.message_graph())
         user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
         return user_all, (item_all if items is None else item_all[items])

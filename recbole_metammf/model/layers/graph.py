@@ -32,7 +32,8 @@ class GraphConvolutionStack(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.last_activation = last_activation
 
-    def forward(self, x, graph):
+    def layer_outputs(self, x, graph):
+        r"""``[e^{(0)}, e^{(1)}, .., e^{(L)}]``: the input and each layer's output (after its activation and dropout)."""
         layers = [x]
         for n, conv in enumerate(self.convs):
             x = conv(x, graph)
@@ -40,7 +41,11 @@ class GraphConvolutionStack(nn.Module):
                 x = F.leaky_relu(x, self.negative_slope)
             x = self.dropout(x)
             layers.append(x)
-        return x if self.layer_combination == "last" else torch.stack(layers).mean(dim=0)
+        return layers
+
+    def forward(self, x, graph):
+        layers = self.layer_outputs(x, graph)
+        return layers[-1] if self.layer_combination == "last" else torch.stack(layers).mean(dim=0)
 
     def extra_repr(self):
         return (
