@@ -199,6 +199,8 @@ def test_run_identity_and_harmonisation(tiny_yaml):
     with pytest.raises(ConfigError, match="preset"):
         plan.load_preset("nonexistent")
     assert plan.parse_seeds("3") == [2020, 2021, 2022] and plan.parse_seeds("7,") == [7]
+    with pytest.raises(ConfigError, match=r"a count of 2020 seeds .*--seeds=2020,"):
+        plan.parse_seeds("2020")  # the seed meant, not 2,020 runs per model
 
 
 def test_p_value_needs_two_seeds_and_failed_runs_are_retried(tiny_yaml, in_tmp_cwd, monkeypatch):
@@ -224,6 +226,35 @@ def test_p_value_needs_two_seeds_and_failed_runs_are_retried(tiny_yaml, in_tmp_c
     assert row["p_value"] == "nan" and row["paired_seeds"] == "1"  # one seed: no t-test
     assert float(row["improvement_pct"]) == pytest.approx(100.0)
     assert "| — |" in (out / "summary.md").read_text()
+
+
+def test_a_finished_run_whose_model_defaults_changed_is_set_aside_and_made_again(in_tmp_cwd, monkeypatch):
+    from recbole_metammf.experiments.benchmark import run as runner
+
+    calls = []
+
+    def fake(config_dict=None, **kwargs):
+        calls.append(config_dict["model"])
+        metrics = {m: 0.1 for m in plan.METRICS}
+        return {"best_valid_score": 0.1, "best_valid_result": metrics, "test_result": metrics, "epochs": 1,
+                "train_seconds_per_epoch": 0.5, "valid_history": [(0, metrics)], "n_parameters": 7, "checkpoint": None,
+                "config": {"reg_weight": 1e-4, "n_layers": 2}}
+
+    monkeypatch.setattr(quick_start, "objective_function", fake)
+    (spec,) = plan.build_runs("tiny", ["LightGCN"], [2020])
+    out = str(in_tmp_cwd / "bench")
+    records, _ = runner.run_all([spec], out, progress=False)
+    assert calls == ["LightGCN"] and records[spec.run_id]["config"]["reg_weight"] == 1e-4
+    # the defaults resolve as the run recorded them: the finished run is kept
+    records, _ = runner.run_all([spec], out, progress=False, settings={"LightGCN": {"reg_weight": 1e-4, "n_layers": 2}})
+    assert calls == ["LightGCN"] and spec.run_id in records
+    # a default changed since (keys the record lacks are not compared): set aside, made again
+    changed = {"LightGCN": {"reg_weight": 1e-5, "n_layers": 2, "added_later": True}}
+    assert runner.changed_defaults(records[spec.run_id], changed["LightGCN"]) == {"reg_weight": (1e-4, 1e-5)}
+    records, _ = runner.run_all([spec], out, progress=False, settings=changed)
+    assert calls == ["LightGCN", "LightGCN"] and spec.run_id in records
+    stale = glob.glob(os.path.join(out, "stale", f"{spec.run_id}.*.json"))
+    assert len(stale) == 1 and json.load(open(stale[0]))["config"]["reg_weight"] == 1e-4
 
 
 def test_cli_refuses_what_is_not_a_setting(tiny_yaml, in_tmp_cwd):

@@ -14,9 +14,11 @@ Output folder ``DIR``:
   the model, the dataset and every setting of the run except the seed (in the name) and where its
   checkpoint goes, so a repeated command skips exactly the runs it already finished. Written
   atomically (temporary file, then rename): a killed benchmark leaves only whole files. The hash
-  covers what the benchmark passes (models.yaml, config files, preset variant, --key=value), not the
-  defaults in ``properties/model`` / ``properties/overall.yaml`` nor the code: after changing those,
-  use a new output folder.
+  covers what the benchmark passes (models.yaml, config files, preset variant, --key=value); a model's
+  defaults file (``properties/model/<Model>.yaml``) is checked instead: a finished run that trained with
+  another value of one of its keys is moved to ``stale/`` and run again. Neither covers
+  ``properties/overall.yaml`` nor the code: after changing those, use a new output folder.
+* ``stale/`` — finished runs set aside because their model's defaults changed since (kept, in no table).
 * ``checkpoints/<run id>/`` — the best checkpoint of each run (t-SNE rebuilds models from them).
 * ``summary.md`` / ``summary.csv`` — the table (without a preset: the paper's Table 2 with one row per
   metric, a column per model, the best MetaMMF model's improvement over the strongest other model

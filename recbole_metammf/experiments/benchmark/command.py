@@ -36,9 +36,9 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     preset = load_preset(preset) if isinstance(preset, str) else preset
     models = list(models or (preset or {}).get("models") or DEFAULT_MODELS)
     runs = build_runs(dataset, models, list(seeds), overrides, config_files, preset)
-    check_runs(runs)
+    settings = check_runs(runs)
     os.makedirs(output_dir, exist_ok=True)
-    records, failures = run_all(runs, output_dir, progress=progress)
+    records, failures = run_all(runs, output_dir, progress=progress, settings=settings)
 
     groups = group_records(runs, records)
     files = {}

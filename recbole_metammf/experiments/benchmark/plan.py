@@ -36,16 +36,23 @@ def is_metammf(model):
     return model.startswith("MetaMMF")
 
 
+MAX_SEED_COUNT = 100  # a larger "count" is a seed written without its comma
+
+
 def parse_seeds(text):
     r"""``"5"`` -> five seeds from 2020; ``"1,7,42"`` -> those seeds (``"7,"`` is the single seed 7)."""
     text = str(text).strip()
     try:
-        if "," in text:
-            seeds = [int(part) for part in text.split(",") if part.strip()]
-        else:
-            seeds = list(range(FIRST_SEED, FIRST_SEED + int(text)))
+        seeds = [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
     except ValueError:
         raise ConfigError(f"seeds: got {text!r}; expected a count (5) or a comma-separated list (2020,2021)") from None
+    if isinstance(seeds, int):
+        if seeds > MAX_SEED_COUNT:  # --seeds=2020 meant the seed, not 2,020 runs of every model
+            raise ConfigError(
+                f"seeds: got {text!r}, a count of {seeds} seeds (at most {MAX_SEED_COUNT}); "
+                f"for the single seed {seeds} write --seeds={seeds}, (a list of one)"
+            )
+        seeds = list(range(FIRST_SEED, FIRST_SEED + seeds))
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: got {text!r}; expected at least one seed and no repeats")
     return seeds
@@ -131,19 +138,33 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
     return runs
 
 
+def model_default_keys(model):
+    r"""The keys of ``model``'s own defaults file: the plugin's ``properties/model/<Model>.yaml``, else RecBole's."""
+    import recbole
+
+    for directory in (os.path.join(PROPERTIES_DIR, "model"), os.path.join(os.path.dirname(recbole.__file__), "properties", "model")):
+        path = os.path.join(directory, f"{model}.yaml")
+        if os.path.isfile(path):
+            return list(read_yaml(path) or {})
+    return []
+
+
 def check_runs(runs):
     r"""Build each label's Config once before anything trains: a bad key or value stops the benchmark
-    at once (the models' ``check_config``), not after hours of other runs."""
+    at once (the models' ``check_config``), not after hours of other runs. Returns, per label, the final
+    value of every key of the model's defaults file, which a finished run's record is checked against
+    (:func:`~recbole_metammf.experiments.benchmark.run.run_all`): the run's hash does not cover those defaults."""
     from recbole_metammf.config import Config
 
-    seen = set()
+    settings = {}
     for run in runs:
-        if run.label in seen:
+        if run.label in settings:
             continue
-        seen.add(run.label)
         with clean_argv():
             try:
-                Config(config_dict={**run.config_dict, "seed": run.seed})
+                config = Config(config_dict={**run.config_dict, "seed": run.seed})
             except ConfigError as error:
                 raise ConfigError(f"{run.label}: {error}") from None
-
+        final = config.final_config_dict
+        settings[run.label] = {key: to_plain(final[key]) for key in model_default_keys(run.model) if key in final}
+    return settings

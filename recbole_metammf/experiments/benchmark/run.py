@@ -82,21 +82,54 @@ def run_one(run, output_dir):
     }
 
 
-def run_all(runs, output_dir, progress=True):
+def changed_defaults(record, settings):
+    r"""``{key: (recorded, now)}`` for the keys of ``settings`` (a label's model defaults, as
+    :func:`~recbole_metammf.experiments.benchmark.plan.check_runs` resolves them now) whose value differs
+    from the one the finished run ``record`` trained with."""
+    recorded = record.get("config") or {}
+    return {key: (recorded[key], now) for key, now in (settings or {}).items() if key in recorded and recorded[key] != now}
+
+
+def set_aside(output_dir, run_id):
+    r"""Move a stale run's record and checkpoints to ``output_dir/stale/`` (kept, out of the tables)."""
+    stale_dir = os.path.join(output_dir, "stale")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    for source, target in [(os.path.join(output_dir, "runs", f"{run_id}.json"), os.path.join(stale_dir, f"{run_id}.{stamp}.json")),
+                           (os.path.join(output_dir, "checkpoints", run_id), os.path.join(stale_dir, "checkpoints", f"{run_id}.{stamp}"))]:
+        if os.path.exists(source):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.move(source, target)
+    return stale_dir
+
+
+def run_all(runs, output_dir, progress=True, settings=None):
     r"""Run what has no record in ``output_dir/runs`` yet; returns (records by run id, failures).
-    A run that raises is logged, noted in ``output_dir/failed/`` and retried by the next invocation;
-    the others go on."""
+    A finished run whose model defaults changed since (``settings``: label -> the defaults' values now,
+    from :func:`~recbole_metammf.experiments.benchmark.plan.check_runs`) is set aside in ``output_dir/stale/``
+    and run again. A run that raises is logged, noted in ``output_dir/failed/`` and retried by the next
+    invocation; the others go on."""
     logger = logging.getLogger()
     runs_dir, failed_dir = os.path.join(output_dir, "runs"), os.path.join(output_dir, "failed")
     os.makedirs(runs_dir, exist_ok=True)
     records, pending, failures = {}, [], []
     for run in runs:
         path = os.path.join(runs_dir, f"{run.run_id}.json")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                records[run.run_id] = json.load(f)
-        else:
+        if not os.path.isfile(path):
             pending.append(run)
+            continue
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        changed = changed_defaults(record, (settings or {}).get(run.label))
+        if changed:
+            stale_dir = set_aside(output_dir, run.run_id)
+            logger.warning(
+                f"benchmark: {run.label} seed {run.seed} finished with "
+                + ", ".join(f"{key}={old!r} (now {new!r})" for key, (old, new) in changed.items())
+                + f": its model's defaults changed since; the record is moved to {stale_dir} and the run made again"
+            )
+            pending.append(run)
+        else:
+            records[run.run_id] = record
     if records:
         logger.info(f"benchmark: {len(records)} of {len(runs)} runs already finished in {runs_dir}, not re-run")
     bar = tqdm(total=len(runs), initial=len(records), unit="run", desc="benchmark", disable=not progress, file=sys.stderr)

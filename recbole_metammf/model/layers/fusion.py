@@ -48,7 +48,7 @@ class MetaFusionLayer(nn.Module):
     ``C (d_s x R)`` (Eq. 15). The per-item weight is applied, never built:
 
     * CP:   ``h W_i^T = h W^T + ((h B) * (s C)) A^T``, ``h B`` and ``h W^T`` as one GEMM against ``[B ; W^T]``
-    * full: ``h W_i^T = h W^T + sum_z s_z (h T_z^T)``, one GEMM against ``T`` laid out as ``(in, d_s * out)``
+    * full: ``h W_i^T = h W^T + sum_z s_z (h T_z^T)``, one GEMM against ``[T ; W^T]``, ``T`` laid out as ``(in, d_s * out)``
 
     ``static_weight=False`` drops ``W`` (the Table 5 ablation).
     """
@@ -78,11 +78,13 @@ class MetaFusionLayer(nn.Module):
             # h B and h W^T in one GEMM: the wide input h (the features, at the first layer) is read once
             both = h @ torch.cat([self.factor_in, self.weight.t()], dim=1)
             return (both[:, : self.cp_rank] * (s @ self.factor_meta)) @ self.factor_out.t() + both[:, self.cp_rank :]
-        projected = (h @ self.tensor.view(self.in_dim, -1)).view(-1, self.d_s, self.out_dim)
-        out = torch.bmm(s.unsqueeze(1), projected).squeeze(1)
-        if self.weight is not None:
-            out = out + h @ self.weight.t()
-        return out
+        tensor = self.tensor.view(self.in_dim, -1)
+        if self.weight is None:
+            return torch.bmm(s.unsqueeze(1), (h @ tensor).view(-1, self.d_s, self.out_dim)).squeeze(1)
+        # h T and h W^T in one GEMM, as the CP path: h is read once
+        both = h @ torch.cat([tensor, self.weight.t()], dim=1)
+        projected = both[:, : self.d_s * self.out_dim].view(-1, self.d_s, self.out_dim)
+        return torch.bmm(s.unsqueeze(1), projected).squeeze(1) + both[:, self.d_s * self.out_dim :]
 
     def extra_repr(self):
         rank = f"cp_rank={self.cp_rank}" + (" (full tensor)" if self.cp_rank == 0 else "")
