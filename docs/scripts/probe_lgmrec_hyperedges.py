@@ -12,7 +12,6 @@ deviation of the score each user part contributes: the part with the largest spr
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from recbole_metammf.model.layers import split_modalities
 from recbole_metammf.quick_start import load_data_and_model
@@ -28,10 +27,7 @@ def probe(model):
         sizes = torch.bincount(item[1:].argmax(dim=1), minlength=item.shape[1]).tolist()
         print(f"  {name}: items per hyperedge (largest membership) {sizes}; mean largest membership: "
               f"items {item[1:].max(dim=1).values.mean():.3f}, users {user[1:].max(dim=1).values.mean():.3f}")
-    collaborative = model.collaborative_embeddings()
-    modality = sum(F.normalize(e, dim=1) for e in model.modality_embeddings())
-    views = model.hypergraph_embeddings(collaborative[n_users:])
-    global_ = model.alpha * F.normalize(sum(torch.cat([users, items]) for users, items in views), dim=1)
+    collaborative, modality, global_, _ = model.representation_parts()
     full = collaborative + modality + global_
     generator = torch.Generator().manual_seed(0)
     users = torch.randint(1, n_users, (2000,), generator=generator)

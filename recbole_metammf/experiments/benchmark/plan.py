@@ -140,9 +140,9 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
 
 def model_default_keys(model):
     r"""The keys of ``model``'s own defaults file: the plugin's ``properties/model/<Model>.yaml``, else RecBole's."""
-    import recbole
+    from recbole_metammf.config_checks import RECBOLE_PROPERTIES_DIR
 
-    for directory in (os.path.join(PROPERTIES_DIR, "model"), os.path.join(os.path.dirname(recbole.__file__), "properties", "model")):
+    for directory in (os.path.join(PROPERTIES_DIR, "model"), os.path.join(RECBOLE_PROPERTIES_DIR, "model")):
         path = os.path.join(directory, f"{model}.yaml")
         if os.path.isfile(path):
             return list(read_yaml(path) or {})

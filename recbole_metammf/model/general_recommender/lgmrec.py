@@ -147,13 +147,19 @@ class LGMRec(MultimodalRecommender):
             out.append(hypergraph_propagation(self.hyperedge_dropout(item), self.hyperedge_dropout(user), item_cf, self.n_hyper_layers))
         return out
 
-    def representations(self):
-        r"""Final user and item representations, and the hypergraph views of the contrastive loss."""
+    def representation_parts(self):
+        r"""The three summands of ``E = E^c + sum_m E^m / ||E^m|| + alpha E^H / ||E^H||`` (all users, then all
+        items, each ``(n_users + n_items, d)``) and the hypergraph views of the contrastive loss."""
         cf = self.collaborative_embeddings()
-        local = cf + sum(F.normalize(e, dim=1) for e in self.modality_embeddings())
+        modality = sum(F.normalize(e, dim=1) for e in self.modality_embeddings())
         views = self.hypergraph_embeddings(cf[self.n_users :])
         global_ = sum(torch.cat([users, items]) for users, items in views)
-        user_all, item_all = torch.split(local + self.alpha * F.normalize(global_, dim=1), [self.n_users, self.n_items])
+        return cf, modality, self.alpha * F.normalize(global_, dim=1), views
+
+    def representations(self):
+        r"""Final user and item representations, and the hypergraph views of the contrastive loss."""
+        cf, modality, global_, views = self.representation_parts()
+        user_all, item_all = torch.split(cf + modality + global_, [self.n_users, self.n_items])
         return user_all, item_all, views
 
     def forward(self, items=None):
