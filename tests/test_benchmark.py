@@ -152,6 +152,8 @@ def test_preset_variants_efficiency_and_parameter_counts(tiny_yaml, in_tmp_cwd):
     assert full - int(efficiency["MetaMMF_MF[cp_rank=8]"]["n_parameters"]) == 14 * 32 * 5 - 8 * 51
     summary = (out / "summary.md").read_text()
     assert "MovieLens tower" in summary and "| CP, R = 16 | 94,592 | 0.63% |" in summary
+    assert "| MetaMMF_MF[cp_rank=8] | MetaMMF_MF[cp_rank=0] | valid (selection) |" in summary
+    assert [row["metric"] for row in read_csv(out / "variants.csv")] == ["valid", "recall@20", "ndcg@20"]
     assert_png(out / "cp_rank.png")
     assert_png(out / "valid_curves.png")
 
@@ -318,6 +320,33 @@ def test_each_metammf_model_is_compared_with_its_static_twin_by_a_paired_t_test(
     md, csv = tables.twin_tables(groups)
     assert "| MetaMMF_LightGCN | EarlyFusion_LightGCN | R@20 |" in md and csv.startswith("metammf,twin,metric")
     assert tables.twin_tables({"MetaMMF_MF": groups["MetaMMF_MF"]}) == ("", "")
+
+
+def test_each_preset_variant_is_compared_with_its_models_first_variant_by_a_paired_t_test():
+    def variant(model, name, valid, recall):
+        g = _group(model, {s: {"recall@20": r, "ndcg@20": r / 2} for s, r in recall.items()})
+        g["variant"] = name
+        for r in g["records"]:
+            r["best_valid_score"] = valid[r["seed"]]
+        return g
+
+    seeds = (2020, 2021, 2022)
+    groups = {
+        "M[defaults]": variant("M", "defaults", dict(zip(seeds, (0.040, 0.042, 0.041))), dict(zip(seeds, (0.09, 0.10, 0.095)))),
+        "M[depth=2]": variant("M", "depth=2", dict(zip(seeds, (0.038, 0.041, 0.039))), dict(zip(seeds, (0.08, 0.09, 0.09)))),
+        "N[defaults]": variant("N", "defaults", {2020: 0.03}, {2020: 0.05}),  # another model's own reference
+    }
+    rows = tables.variant_comparison(groups)
+    assert [(r["label"], r["reference"], r["metric"]) for r in rows] == [
+        ("M[depth=2]", "M[defaults]", m) for m in ("valid", "recall@20", "ndcg@20")]
+    valid = rows[0]
+    assert valid["mean"] == pytest.approx(0.118 / 3) and valid["reference_mean"] == pytest.approx(0.041)
+    assert valid["change_pct"] == pytest.approx((0.118 / 3 - 0.041) / 0.041 * 100)
+    assert valid["p_value"] == pytest.approx(stats.ttest_rel([0.038, 0.041, 0.039], [0.040, 0.042, 0.041]).pvalue)
+    assert valid["paired_seeds"] == 3
+    md, csv = tables.variant_comparison_tables(groups)
+    assert "| M[depth=2] | M[defaults] | valid (selection) |" in md and csv.startswith("label,reference,metric")
+    assert tables.variant_comparison_tables({"M[defaults]": groups["M[defaults]"]}) == ("", "")
 
 
 def test_cold_start_summary_adds_the_ranking_among_all_items_and_others_do_not():

@@ -20,6 +20,7 @@ from recbole_metammf.experiments.benchmark.summary import (
     movielens_table,
     runs_csv,
     twin_tables,
+    variant_comparison_tables,
     variant_tables,
 )
 from recbole_metammf.files import atomic_write_text, md_table, write_json
@@ -62,6 +63,16 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     if preset:
         md, csv_table = variant_tables(groups)
         sections.append(f"## Test results (mean ± std over seeds)\n\n{md}")
+        comparison_md, comparison_csv = variant_comparison_tables(groups)
+        if comparison_md:
+            sections.append(
+                "## Each variant against its model's first variant (paired over seeds)\n\n" + comparison_md + "\n\n"
+                "*valid (selection)*: the best validation score, what a variant is chosen by; the test rows are for "
+                "the record. *change*: (variant − reference) / reference; *p-value*: paired t-test "
+                "(`scipy.stats.ttest_rel`) over the seeds both ran (— with fewer than 2)."
+            )
+            atomic_write_text(os.path.join(output_dir, "variants.csv"), comparison_csv)
+            files["variants.csv"] = os.path.join(output_dir, "variants.csv")
     else:
         md, csv_table, table_rows = comparison_tables(groups)
         sections.append(

@@ -57,6 +57,15 @@ def paired_t_test(a, b):
     return float(p), len(seeds)
 
 
+def paired_difference(ours, theirs):
+    r"""Two runs' values (seed -> value) compared: both means, the change of ``ours`` in % of ``theirs``
+    and the paired t-test's p-value with the number of seeds it paired."""
+    mean, other = mean_std(list(ours.values()))[0], mean_std(list(theirs.values()))[0]
+    p_value, paired = paired_t_test(ours, theirs)
+    change = (mean - other) / other * 100 if other > 0 else float("nan")
+    return mean, other, change, p_value, paired
+
+
 def valid_values(group):
     return {r["seed"]: r["best_valid_score"] for r in group["records"] if r.get("best_valid_score") is not None}
 
@@ -112,10 +121,8 @@ def twin_comparison(groups):
         if twin is None:
             continue
         for metric in TWIN_METRICS:
-            ours, theirs = test_values(groups[label], metric), test_values(groups[twin], metric)
-            mean, twin_mean = mean_std(list(ours.values()))[0], mean_std(list(theirs.values()))[0]
-            p_value, paired = paired_t_test(ours, theirs)
-            improvement = (mean - twin_mean) / twin_mean * 100 if twin_mean > 0 else float("nan")
+            mean, twin_mean, improvement, p_value, paired = paired_difference(
+                test_values(groups[label], metric), test_values(groups[twin], metric))
             rows.append(dict(metammf=label, twin=twin, metric=metric, mean=mean, twin_mean=twin_mean,
                              improvement_pct=improvement, p_value=p_value, paired_seeds=paired))
     return rows
@@ -224,6 +231,42 @@ def variant_tables(groups):
     csv_header = ["label", "model", "variant", "seeds", "valid mean", "valid std",
                   *[f"{m} {stat}" for m in METRICS for stat in ("mean", "std")]]
     return md_table(header, md_rows), csv_text(csv_header, csv_rows)
+
+
+def variant_comparison(groups):
+    r"""Each preset variant against its model's first variant (the preset's reference, e.g. ``defaults``),
+    paired over the seeds both ran: the selection score (``valid``) and test recall@20 / NDCG@20, each
+    as the two means, the difference in % and ``scipy.stats.ttest_rel``'s p-value. A variant is read from
+    its validation row; the test rows are there for the record."""
+    reference = {}
+    for label, group in groups.items():
+        if group["variant"] is not None and group["records"]:
+            reference.setdefault(group["model"], label)
+    rows = []
+    for label, group in groups.items():
+        base = reference.get(group["model"])
+        if base is None or base == label or not group["records"]:
+            continue
+        pairs = [("valid", valid_values(group), valid_values(groups[base]))]
+        pairs += [(metric, test_values(group, metric), test_values(groups[base], metric)) for metric in TWIN_METRICS]
+        for metric, ours, theirs in pairs:
+            mean, base_mean, change, p_value, paired = paired_difference(ours, theirs)
+            rows.append(dict(label=label, reference=base, metric=metric, mean=mean, reference_mean=base_mean,
+                             change_pct=change, p_value=p_value, paired_seeds=paired))
+    return rows
+
+
+def variant_comparison_tables(groups):
+    r"""Markdown and CSV of :func:`variant_comparison` (empty strings when no variant has a reference)."""
+    rows = variant_comparison(groups)
+    if not rows:
+        return "", ""
+    md_rows = [[r["label"], r["reference"], "valid (selection)" if r["metric"] == "valid" else f"test {short_metric(r['metric'])}",
+                fmt_number(r["mean"]), fmt_number(r["reference_mean"]), fmt_number(r["change_pct"], 2), _fmt_p(r["p_value"]),
+                r["paired_seeds"]] for r in rows]
+    header = ["variant", "against", "metric", "variant", "reference", "change (%)", "p-value", "seeds"]
+    csv_header = ["label", "reference", "metric", "mean", "reference_mean", "change_pct", "p_value", "paired_seeds"]
+    return md_table(header, md_rows), csv_text(csv_header, [[r[k] for k in csv_header] for r in rows])
 
 
 def efficiency_tables(groups):
