@@ -143,8 +143,8 @@ def test_preset_variants_efficiency_and_parameter_counts(tiny_yaml, in_tmp_cwd):
                     f"--config_files={tiny_yaml}", "--epochs=1", "--no-progress"])
     assert not result["failures"]
     labels = [row["label"] for row in read_csv(out / "summary.csv")]
-    assert labels == ["MetaMMF_MF[cp_rank=0]", "MetaMMF_MF[cp_rank=8]"]
-    efficiency = {row["label"]: row for row in read_csv(out / "efficiency.csv")}
+    assert labels == ["Pop", "MetaMMF_MF[cp_rank=0]", "MetaMMF_MF[cp_rank=8]"]  # the floor beside the variants
+    efficiency = {row["label"]: row for row in read_csv(out / "efficiency.csv") if row["label"] != "Pop"}
     assert int(efficiency["MetaMMF_MF[cp_rank=0]"]["fusion_meta_learner"]) == 14 * 32 * 5
     assert int(efficiency["MetaMMF_MF[cp_rank=8]"]["fusion_meta_learner"]) == 8 * (14 + 32 + 5)
     assert all(float(row["seconds_per_epoch_mean"]) > 0 and row["epochs_to_best_mean"] == "1.0" for row in efficiency.values())
@@ -177,14 +177,15 @@ SHIPPED_PRESETS = sorted(
 @pytest.mark.parametrize("name", SHIPPED_PRESETS)
 def test_shipped_presets_build_valid_runs(name, tiny_yaml):
     preset = plan.load_preset(name)
-    runs = plan.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset)
-    assert len(runs) == len(preset["models"]) * len(preset["variants"])
+    runs = plan.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset, floor="Pop")
+    assert len(runs) == len(preset["models"]) * len(preset["variants"]) + 1
+    assert (runs[0].label, runs[0].variant, runs[0].overrides) == ("Pop", None, {})  # the floor, without variants
     assert len({run.run_id for run in runs}) == len(runs)
-    assert all(run.label == f"{run.model}[{run.variant}]" for run in runs)
+    assert all(run.label == f"{run.model}[{run.variant}]" for run in runs[1:])
     plan.check_runs(runs)  # every variant is a valid config (the models' own checks)
 
 
-def test_run_identity_and_harmonisation(tiny_yaml):
+def test_run_identity_and_harmonisation(tiny_yaml, tmp_path):
     base = plan.build_runs("tiny", ["BPR", "MetaMMF_GCN"], [1, 2], {"epochs": 1}, [tiny_yaml])
     assert [(r.label, r.seed) for r in base] == [("BPR", 1), ("MetaMMF_GCN", 1), ("BPR", 2), ("MetaMMF_GCN", 2)]
     bpr, metammf = base[0].config_dict, base[1].config_dict
@@ -200,6 +201,12 @@ def test_run_identity_and_harmonisation(tiny_yaml):
         plan.build_runs("tiny", ["LightGCNN"], [1])
     with pytest.raises(ConfigError, match="preset"):
         plan.load_preset("nonexistent")
+    bad_floor = tmp_path / "bad_floor.yaml"
+    bad_floor.write_text(yaml.safe_dump({"models": ["BPR"], "variants": {"a": {}}, "floor": "yes"}))
+    with pytest.raises(ConfigError, match="'floor' must be true or false"):
+        plan.load_preset(str(bad_floor))
+    with_floor = plan.build_runs("tiny", ["Pop", "BPR"], [1], {"epochs": 1}, [tiny_yaml], floor="Pop")
+    assert [run.label for run in with_floor] == ["Pop", "BPR"]  # already among the models: not twice
     assert plan.parse_seeds("3") == [2020, 2021, 2022] and plan.parse_seeds("7,") == [7]
     with pytest.raises(ConfigError, match=r"a count of 2020 seeds .*--seeds=2020,"):
         plan.parse_seeds("2020")  # the seed meant, not 2,020 runs per model

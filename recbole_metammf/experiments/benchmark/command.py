@@ -36,7 +36,8 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     logger = logging.getLogger()
     preset = load_preset(preset) if isinstance(preset, str) else preset
     models = list(models or (preset or {}).get("models") or DEFAULT_MODELS)
-    runs = build_runs(dataset, models, list(seeds), overrides, config_files, preset)
+    floor = FLOOR_MODEL if preset and preset.get("floor", True) else None  # a preset's variants beside the floor
+    runs = build_runs(dataset, models, list(seeds), overrides, config_files, preset, floor=floor)
     settings = check_runs(runs)
     os.makedirs(output_dir, exist_ok=True)
     records, failures = run_all(runs, output_dir, progress=progress, settings=settings)

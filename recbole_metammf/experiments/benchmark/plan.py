@@ -60,7 +60,8 @@ def parse_seeds(text):
 
 def load_preset(name_or_path):
     r"""A preset: ``properties/benchmark/<name>.yaml`` or a YAML file of the same form (``title``,
-    ``models``, ``variants``: label -> overrides, optionally ``plot_against`` and ``movielens_meta_parameters``)."""
+    ``models``, ``variants``: label -> overrides, optionally ``plot_against``, ``movielens_meta_parameters`` and
+    ``floor``: False to leave out the floor model (Pop), which a preset otherwise runs beside its variants)."""
     path = name_or_path if os.path.isfile(name_or_path) else os.path.join(BENCHMARK_DIR, f"{name_or_path}.yaml")
     available = sorted(
         name[:-5] for name in os.listdir(BENCHMARK_DIR) if name.endswith(".yaml") and name != "models.yaml"
@@ -73,6 +74,8 @@ def load_preset(name_or_path):
         raise ConfigError(f"preset {path}: 'variants' must map each label to a dict of overrides")
     if not isinstance(preset.get("models", []), list):
         raise ConfigError(f"preset {path}: 'models' must be a list of model names")
+    if not isinstance(preset.get("floor", True), bool):
+        raise ConfigError(f"preset {path}: 'floor' must be true or false (run Pop beside the variants); got {preset['floor']!r}")
     preset["name"] = os.path.splitext(os.path.basename(path))[0]
     preset["path"] = path
     return preset
@@ -100,10 +103,13 @@ class RunSpec:
         return f"{safe_label}__seed{self.seed}__{self.digest}"
 
 
-def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset=None, harmonisation=HARMONISATION_FILE):
+def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset=None, harmonisation=HARMONISATION_FILE,
+               floor=None):
     r"""The runs of a benchmark, seed by seed (all models of the first seed come first, so an
     interrupted benchmark has whole comparisons). A run's settings, later wins: ``common`` and the
-    model's entry in ``harmonisation``, the ``config_files`` in order, the preset variant, ``overrides``."""
+    model's entry in ``harmonisation``, the ``config_files`` in order, the preset variant, ``overrides``.
+    ``floor`` (a model name, e.g. Pop): run it too, first in each seed and without the preset's
+    variants, unless it is among ``models``, so that a preset's table has the floor beside its variants."""
     overrides = dict(overrides or {})
     for key in RUNNER_KEYS:
         if key in overrides:
@@ -120,10 +126,13 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
     models = list(dict.fromkeys(models))  # once each, in the order given
     for model in models:
         get_model(model)  # an unknown name fails now, with close matches
+    schedule = [(model, variants) for model in models]
+    if floor and floor not in models:
+        schedule.insert(0, (floor, {None: {}}))
     runs = []
     for seed in seeds:
-        for model in models:
-            for variant, variant_overrides in variants.items():
+        for model, model_variants in schedule:
+            for variant, variant_overrides in model_variants.items():
                 config_dict = {
                     **common,
                     **dict(per_model.get(model) or {}),
