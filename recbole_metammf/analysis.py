@@ -142,6 +142,7 @@ def plot_against(points, key, metrics, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Test metrics against {key} (mean ± std over seeds)")
+    fig.tight_layout()  # the second panel's y label would overlap the first panel's tick labels
     _save(fig, path)
     plt.close(fig)
 
