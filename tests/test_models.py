@@ -211,7 +211,7 @@ def test_modalities_are_min_max_normalised_by_default_and_unit_length_for_the_gc
 def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):
     """center_meta_input: the extractor reads x_i - mean(x); the same s_i as the paper's extractor whose
     first bias is b_1 - W_1 mean(x), for warm items and for the padding row alike."""
-    paper = {**tiny_config, "standardize_meta": False}
+    paper = {**tiny_config, "standardize_meta": False, "center_meta_input": False}
     _, centred, *_ = build("MetaMMF_MF", {**paper, "center_meta_input": True})
     _, plain, *_ = build("MetaMMF_MF", paper)
     plain.load_state_dict(centred.state_dict())

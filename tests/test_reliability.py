@@ -322,12 +322,12 @@ def test_a_checkpoint_rebuilds_with_the_model_settings_it_trained_with_not_today
     saved = {
         "model": "MetaMMF_MF",
         "dataset": "tiktok",
-        # trained when standardize_meta defaulted to False (properties/model/MetaMMF_MF.yaml says True now)
-        "final": {"standardize_meta": False, "d_s": 5, "cp_rank": 16, "epochs": 300, "gpu_id": "0"},
+        # trained when center_meta_input defaulted to False (properties/model/MetaMMF_MF.yaml says True now)
+        "final": {"center_meta_input": False, "d_s": 5, "cp_rank": 16, "epochs": 300, "gpu_id": "0"},
         "external": {"d_s": 3, "epochs": 2},
     }
     settings = rebuild_settings(saved)
-    assert settings["standardize_meta"] is False and settings["cp_rank"] == 16
+    assert settings["center_meta_input"] is False and settings["cp_rank"] == 16
     assert settings["d_s"] == 3 and settings["epochs"] == 2  # the user's own settings win
     assert "gpu_id" not in settings  # not a key of the model's yaml: left to the loading machine
     # a checkpoint from before `final` was recorded, and a RecBole model: the user's settings alone
