@@ -264,7 +264,7 @@ def variant_comparison_tables(groups):
     md_rows = [[r["label"], r["reference"], "valid (selection)" if r["metric"] == "valid" else f"test {short_metric(r['metric'])}",
                 fmt_number(r["mean"]), fmt_number(r["reference_mean"]), fmt_number(r["change_pct"], 2), _fmt_p(r["p_value"]),
                 r["paired_seeds"]] for r in rows]
-    header = ["variant", "against", "metric", "variant", "reference", "change (%)", "p-value", "seeds"]
+    header = ["variant", "against", "metric", "variant's mean", "reference's mean", "change (%)", "p-value", "seeds"]
     csv_header = ["label", "reference", "metric", "mean", "reference_mean", "change_pct", "p_value", "paired_seeds"]
     return md_table(header, md_rows), csv_text(csv_header, [[r[k] for k in csv_header] for r in rows])
 
