@@ -130,14 +130,22 @@ def twin_comparison(groups):
 
 def twin_tables(groups):
     r"""Markdown and CSV of :func:`twin_comparison` (empty strings when no pair ran)."""
-    rows = twin_comparison(groups)
+    return paired_tables(
+        twin_comparison(groups), ["metammf", "twin", "metric", "mean", "twin_mean", "improvement_pct", "p_value", "paired_seeds"],
+        ["MetaMMF", "static twin", "metric", "MetaMMF", "twin", "improv. (%)", "p-value", "seeds"], short_metric,
+    )
+
+
+def paired_tables(rows, keys, header, metric_cell):
+    r"""Markdown and CSV of paired-comparison rows (:func:`paired_difference`'s figures under the names ``keys``:
+    the two labels, the metric, both means, the change in %, the p-value, the seeds paired); ``metric_cell``
+    writes the metric's markdown cell. Empty strings when there is no row."""
     if not rows:
         return "", ""
-    md_rows = [[r["metammf"], r["twin"], short_metric(r["metric"]), fmt_number(r["mean"]), fmt_number(r["twin_mean"]),
-                fmt_number(r["improvement_pct"], 2), _fmt_p(r["p_value"]), r["paired_seeds"]] for r in rows]
-    header = ["MetaMMF", "static twin", "metric", "MetaMMF", "twin", "improv. (%)", "p-value", "seeds"]
-    csv_header = ["metammf", "twin", "metric", "mean", "twin_mean", "improvement_pct", "p_value", "paired_seeds"]
-    return md_table(header, md_rows), csv_text(csv_header, [[r[k] for k in csv_header] for r in rows])
+    first, second, metric, mean, other, change, p_value, seeds = keys
+    md_rows = [[r[first], r[second], metric_cell(r[metric]), fmt_number(r[mean]), fmt_number(r[other]),
+                fmt_number(r[change], 2), _fmt_p(r[p_value]), r[seeds]] for r in rows]
+    return md_table(header, md_rows), csv_text(keys, [[r[k] for k in keys] for r in rows])
 
 
 def fmt_number(value, digits=4):
@@ -258,15 +266,11 @@ def variant_comparison(groups):
 
 def variant_comparison_tables(groups):
     r"""Markdown and CSV of :func:`variant_comparison` (empty strings when no variant has a reference)."""
-    rows = variant_comparison(groups)
-    if not rows:
-        return "", ""
-    md_rows = [[r["label"], r["reference"], "valid (selection)" if r["metric"] == "valid" else f"test {short_metric(r['metric'])}",
-                fmt_number(r["mean"]), fmt_number(r["reference_mean"]), fmt_number(r["change_pct"], 2), _fmt_p(r["p_value"]),
-                r["paired_seeds"]] for r in rows]
-    header = ["variant", "against", "metric", "variant's mean", "reference's mean", "change (%)", "p-value", "seeds"]
-    csv_header = ["label", "reference", "metric", "mean", "reference_mean", "change_pct", "p_value", "paired_seeds"]
-    return md_table(header, md_rows), csv_text(csv_header, [[r[k] for k in csv_header] for r in rows])
+    return paired_tables(
+        variant_comparison(groups), ["label", "reference", "metric", "mean", "reference_mean", "change_pct", "p_value", "paired_seeds"],
+        ["variant", "against", "metric", "variant's mean", "reference's mean", "change (%)", "p-value", "seeds"],
+        lambda metric: "valid (selection)" if metric == "valid" else f"test {short_metric(metric)}",
+    )
 
 
 def efficiency_tables(groups):
