@@ -19,7 +19,8 @@ The paper's analyses (properties/benchmark/<preset>.yaml, or your own YAML file 
     python run_benchmark.py --preset=ablations --dataset=tiktok --seeds=3 --output=results/ablations  # Tables 3-5 on MetaMMF_LightGCN
 
 and the choices each MetaMMF backbone leaves open, selected on validation: gcn_choices, mf_choices,
-lightgcn_choices (each file's first lines say what it compares).
+lightgcn_choices, lightgcn_scaling, id_combination, ... (--help lists them all; each file's first lines say
+what it compares).
 
 --plot-tsne adds Fig. 4 (t-SNE of sampled users and their test items, with the silhouette coefficient)
 for the first seed of every model; the validation curves (Fig. 6) are always drawn.
@@ -32,7 +33,7 @@ import sys
 
 from recbole_metammf.cmdline import parse_config_files, parse_settings_or_exit
 from recbole_metammf.errors import ConfigError
-from recbole_metammf.experiments.benchmark import DEFAULT_MODELS
+from recbole_metammf.experiments.benchmark import DEFAULT_MODELS, preset_names
 
 # torch, RecBole and the benchmark load in main(), after the options are read: `--help` answers at once
 
@@ -49,7 +50,7 @@ def parse_args(argv):
     )
     parser.add_argument("--seeds", default="5", help="a count N (seeds 2020 .. 2020+N-1) or a list 1,2,3 (default: 5)")
     parser.add_argument("--output", "-o", required=True, metavar="DIR", help="where runs, tables and plots go")
-    parser.add_argument("--preset", default=None, help="a file of properties/benchmark/ (depth, cp, static, rank, ablations, gcn_choices, mf_choices, lightgcn_choices) or a preset YAML file")
+    parser.add_argument("--preset", default=None, help=f"a file of properties/benchmark/ ({', '.join(preset_names())}) or a preset YAML file")
     parser.add_argument("--config_files", default=None, help="config files for every run, separated by spaces or commas")
     parser.add_argument("--plot-tsne", "--plot_tsne", dest="plot_tsne", action="store_true",
                         help="also draw the t-SNE of Fig. 4 (first seed of every model)")

@@ -7,7 +7,7 @@ import numpy as np
 
 from dataset_converters.converted import MODALITY_FIELDS, MODALITY_KEYS, ConversionError
 from dataset_converters.formats import FORMATS
-from dataset_converters.writer import check_dst, os_error, write_dataset
+from dataset_converters.writer import check_dst, check_name, os_error, write_dataset
 
 logger = logging.getLogger("dataset_converters")
 
@@ -57,8 +57,7 @@ def convert(fmt, src, dst, name, modality_files=None, item_offset="auto", respli
         raise ConversionError(f"--format: '{fmt}' unknown; expected one of {', '.join(FORMATS)}")
     if not os.path.isdir(src):
         raise ConversionError(f"{src}: source folder not found")
-    if not name or os.sep in name or name.startswith("."):
-        raise ConversionError(f"--name: '{name}' is not a valid dataset name")
+    check_name(name)
     if precision is not None and not 1 <= int(precision) <= 17:
         raise ConversionError(f"--precision: {precision}; expected 1..17 significant digits")
     if isinstance(resplit, str):

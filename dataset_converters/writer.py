@@ -123,6 +123,12 @@ def _check_replaceable(final, name):
         )
 
 
+def check_name(name):
+    r"""``--name``: a dataset name RecBole can use as a folder and file prefix."""
+    if not name or os.sep in name or name.startswith("."):
+        raise ConversionError(f"--name: '{name}' is not a valid dataset name")
+
+
 def check_dst(dst, name):
     r"""Before anything is read: ``DST`` must be (or be creatable as) a writable folder and ``DST/NAME`` replaceable."""
     if os.path.lexists(dst) and not os.path.isdir(dst):
@@ -218,7 +224,8 @@ def write_dataset(conv, dst, name, precision=None, resplit=None, command=""):
             u = np.concatenate([u for u, _ in clean.values()])
             i = np.concatenate([i for _, i in clean.values()])
             _write_inter(os.path.join(tmp, f"{name}.inter"), u, i)
-        fields = [f for f in MODALITY_FIELDS if f in conv.features]
+        # v / a / t first, in that order; other fields (e.g. a category vector) after them, as read
+        fields = [f for f in MODALITY_FIELDS if f in conv.features] + [f for f in conv.features if f not in MODALITY_FIELDS]
         _write_item(os.path.join(tmp, f"{name}.item"), n_items, {f: conv.features[f][0] for f in fields}, precision)
         _write_yaml(os.path.join(tmp, f"{name}.yaml"), name, conv, fields, split, resplit, counts, command)
         _replace_dir(tmp, final, name)

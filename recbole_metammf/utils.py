@@ -2,20 +2,13 @@ r"""The package's data folders, config value checks and plain-data conversion.""
 
 import enum
 import math
-import os
 
 import numpy as np
 import torch
 
 from recbole_metammf.errors import ConfigError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-# the repository's folders (an editable install, a checkout), else the copies setup.py puts in the package
-_DATA_ROOT = REPO_ROOT if os.path.isfile(os.path.join(REPO_ROOT, "properties", "overall.yaml")) else os.path.join(
-    os.path.dirname(os.path.realpath(__file__)), "_data"
-)
-PROPERTIES_DIR = os.path.join(_DATA_ROOT, "properties")
-DATASET_DIR = os.path.join(_DATA_ROOT, "dataset")
+from recbole_metammf.paths import DATASET_DIR, PROPERTIES_DIR, REPO_ROOT  # noqa: F401  (re-exported)
 
 class DataError(ValueError):
     r"""The dataset is refused (e.g. a NaN in a feature); the message names the field and the item."""

@@ -163,6 +163,7 @@ def test_cli_reports_a_bad_value_without_traceback(in_tmp_cwd):
         ({"static_weight": "yes"}, "static_weight"),
         ({"standardize_meta": 1}, "standardize_meta"),
         ({"center_meta_input": "no"}, "center_meta_input"),
+        ({"id_combination": "add"}, "id_combination"),
     ],
 )
 def test_bad_values_are_refused_before_loading(override, key, tiny_config):
@@ -222,6 +223,20 @@ def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):
         first = plain.meta_extractor.mlp[0]
         first.bias -= first.weight @ offset
         torch.testing.assert_close(centred.fuse(features)[0], plain.fuse(features)[0], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_LightGCN", "EarlyFusion_MF"])
+def test_summed_id_combination_adds_the_fused_features_to_a_full_width_id_embedding(model_name, tiny_config):
+    settings = {**tiny_config, "id_combination": "sum", "embedding_size": 16, "fusion_layers": [16]}
+    _, summed, *_ = build(model_name, settings)
+    assert summed.user_embedding.weight.shape[1] == 16
+    with torch.no_grad():
+        fused = summed.fuse(summed.item_features)[0]
+        torch.testing.assert_close(summed.item_representation(), fused + summed.item_embedding.weight)
+    _, concatenated, *_ = build(model_name, {**settings, "id_combination": "concat"})
+    assert concatenated.item_representation().shape[1] == concatenated.user_embedding.weight.shape[1] == 32
+    with pytest.raises(ConfigError, match=r"id_combination: sum .* fused \[8\] .* embedding_size 16"):
+        build(model_name, {**settings, "fusion_layers": [8]})
 
 
 def test_looking_up_recbole_models_leaves_autograd_anomaly_mode_off():

@@ -165,7 +165,13 @@ class FusionMFBackbone(MultimodalRecommender):
     embedding ``e_u^b`` of the same width, and the score is ``sum_b w_b e_u^b . e_i^b``. With one
     branch of weight 1 (MetaMMF, early fusion) this is exactly Eq. 16. Several branches are
     decision-level (late) fusion: each branch is scored on its own and the scores are combined.
+
+    ``id_combination: sum`` makes ``e_i^b = fused_b(x_i) + e_i^c`` instead (``d_m = d_c``): the fused
+    features then shift a full-width ID embedding rather than take half of its dimensions, so the
+    model can represent every item LightGCN or BPR of the same width can.
     """
+
+    ID_COMBINATIONS = ("concat", "sum")
 
     branch_weights = (1.0,)
 
@@ -173,7 +179,14 @@ class FusionMFBackbone(MultimodalRecommender):
         super().__init__(config, dataset)
         self.fusion_layers = list(config["fusion_layers"])
         self.embedding_size = config["embedding_size"]  # d_c
+        self.id_combination = config["id_combination"]
         self.branch_dims = list(self.build_fusion(config))
+        if self.id_combination == "sum" and any(dim != self.embedding_size for dim in self.branch_dims):
+            raise ConfigError(
+                f"id_combination: sum adds the fused features to the ID embedding, so their widths must agree: "
+                f"fused {self.branch_dims} (fusion_layers' last), embedding_size {self.embedding_size}; "
+                f"e.g. embedding_size: 64 with fusion_layers: [64]"
+            )
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
         self.user_embedding = nn.Embedding(self.n_users, sum(self.branch_widths))
         self.apply(xavier_uniform_initialization)  # Linear and Embedding; meta fusion layers init themselves
@@ -201,6 +214,11 @@ class FusionMFBackbone(MultimodalRecommender):
         require_int(config, "embedding_size", minimum=1)
         if not isinstance(config["balance_fusion"], bool):
             raise ConfigError(f"balance_fusion: got {config['balance_fusion']!r}; expected True or False")
+        if config["id_combination"] not in cls.ID_COMBINATIONS:
+            raise ConfigError(
+                f"id_combination: got {config['id_combination']!r}; expected concat (e_i = [e_i^m ; e_i^c], Eq. 16) "
+                "or sum (e_i = e_i^m + e_i^c)"
+            )
         layers = config["fusion_layers"]
         if (
             not isinstance(layers, (list, tuple))
@@ -221,11 +239,13 @@ class FusionMFBackbone(MultimodalRecommender):
 
     @property
     def branch_widths(self):
-        r"""Width of each branch's user and item embeddings: fused part + ID part."""
+        r"""Width of each branch's user and item embeddings: fused part + ID part (concat), or the ID part's (sum)."""
+        if self.id_combination == "sum":
+            return list(self.branch_dims)
         return [dim + self.embedding_size for dim in self.branch_dims]
 
     def branch_representations(self, items=None):
-        r"""``e_i^b = [fused_b(x_i) ; e_i^c]`` of each branch ``b``, for ``items`` or all items."""
+        r"""``e_i^b = [fused_b(x_i) ; e_i^c]`` (or their sum) of each branch ``b``, for ``items`` or all items."""
         if items is None:
             features, id_embedding = self.item_features, self.item_embedding.weight
         else:
@@ -233,6 +253,8 @@ class FusionMFBackbone(MultimodalRecommender):
         fused = self.fuse(features)
         if self.fusion_scale is not None:
             fused = [scale * branch for scale, branch in zip(self.fusion_scale, fused)]
+        if self.id_combination == "sum":
+            return [branch + id_embedding for branch in fused]
         return [torch.cat([branch, id_embedding], dim=-1) for branch in fused]
 
     def combine_branches(self, item_branches):

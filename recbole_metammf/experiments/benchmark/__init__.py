@@ -39,3 +39,13 @@ DEFAULT_MODELS = [
 ]
 FLOOR_MODEL = "Pop"  # every side-by-side table carries Pop (model/general_recommender/pop.py: RecBole's, counting fixed) as the floor
 FIRST_SEED = 2020  # RecBole's default seed; --seeds=N runs 2020, 2021, ...
+
+
+def preset_names():
+    r"""The presets of ``properties/benchmark/`` (every YAML file but the harmonisation ``models.yaml``)."""
+    import os
+
+    from recbole_metammf.paths import PROPERTIES_DIR
+
+    folder = os.path.join(PROPERTIES_DIR, "benchmark")
+    return sorted(name[:-5] for name in os.listdir(folder) if name.endswith(".yaml") and name != "models.yaml")

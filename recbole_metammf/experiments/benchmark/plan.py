@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from recbole_metammf.cmdline import clean_argv
 from recbole_metammf.errors import ConfigError
-from recbole_metammf.experiments.benchmark import FIRST_SEED
+from recbole_metammf.experiments.benchmark import FIRST_SEED, preset_names
 from recbole_metammf.files import read_yaml
 from recbole_metammf.registry import get_model
 from recbole_metammf.utils import PROPERTIES_DIR, to_plain
@@ -63,9 +63,7 @@ def load_preset(name_or_path):
     ``models``, ``variants``: label -> overrides, optionally ``plot_against``, ``movielens_meta_parameters`` and
     ``floor``: False to leave out the floor model (Pop), which a preset otherwise runs beside its variants)."""
     path = name_or_path if os.path.isfile(name_or_path) else os.path.join(BENCHMARK_DIR, f"{name_or_path}.yaml")
-    available = sorted(
-        name[:-5] for name in os.listdir(BENCHMARK_DIR) if name.endswith(".yaml") and name != "models.yaml"
-    )
+    available = preset_names()
     if not os.path.isfile(path) or os.path.abspath(path) == os.path.abspath(HARMONISATION_FILE):
         raise ConfigError(f"preset: {name_or_path!r} is neither a YAML file nor one of {', '.join(available)}")
     preset = read_yaml(path)
