@@ -90,15 +90,25 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT
-    )
-    if args.quiet:
+def run_command(action, quiet):
+    r"""A converter command line's ``action()`` with RecBole-style log lines (warnings only and no progress
+    bars when ``quiet``): exit code 0 when it returns, 2 with one ``error:`` line and no traceback when it
+    raises :class:`ConversionError`."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    if quiet:
         writer.PROGRESS = False
     try:
-        convert(
+        action()
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run_command(
+        lambda: convert(
             args.format,
             args.src,
             args.dst,
@@ -107,11 +117,9 @@ def main(argv=None):
             item_offset=args.item_offset,
             resplit=args.resplit,
             precision=args.precision,
-        )
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        ),
+        args.quiet,
+    )
 
 
 if __name__ == "__main__":

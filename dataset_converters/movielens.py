@@ -135,24 +135,19 @@ def main(argv=None):
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
     from dataset_converters import writer
-    from dataset_converters.__main__ import LOG_DATEFMT, LOG_FORMAT
+    from dataset_converters.__main__ import run_command
 
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
-    writer.PROGRESS = not args.quiet
-    if args.text_dim < 1:
-        print(f"error: --text-dim: {args.text_dim}; expected a positive integer", file=sys.stderr)
-        return 2
-    # recorded in the yaml; no paths, so that a conversion reads the same wherever it ran
-    command = f"python -m dataset_converters.movielens --dst DST --name {args.name} --seed {args.seed} --text-dim {args.text_dim}"
-    try:
+    def convert():
+        if args.text_dim < 1:
+            raise ConversionError(f"--text-dim: {args.text_dim}; expected a positive integer")
         writer.check_name(args.name)
         writer.check_dst(args.dst, args.name)  # fail before the work, not after it
         conv = read(recbole_ml100k(), seed=args.seed, text_dim=args.text_dim)
+        # recorded in the yaml; no paths, so that a conversion reads the same wherever it ran
+        command = f"python -m dataset_converters.movielens --dst DST --name {args.name} --seed {args.seed} --text-dim {args.text_dim}"
         writer.write_dataset(conv, args.dst, args.name, command=command)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(convert, args.quiet)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from recbole_metammf.errors import ConfigError
 
 from recbole_metammf.paths import DATASET_DIR, PROPERTIES_DIR, REPO_ROOT  # noqa: F401  (re-exported)
 
+
 class DataError(ValueError):
     r"""The dataset is refused (e.g. a NaN in a feature); the message names the field and the item."""
 

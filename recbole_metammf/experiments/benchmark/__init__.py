@@ -29,8 +29,13 @@ Output folder ``DIR``:
 Phases: :mod:`.plan` (presets and the runs: model x seed x variant), :mod:`.run` (each run trained once,
 its record kept, finished runs skipped), :mod:`.summary` (means, the paired t-test, the tables),
 :mod:`.plots` (Fig. 4-6) and :mod:`.command` (:func:`~.command.benchmark`, which writes ``summary.md``).
-This module holds only the names the command line shows in ``--help`` (it loads neither torch nor RecBole).
+This module holds only what the command line shows in ``--help``, the default models and the presets (it loads
+neither torch nor RecBole).
 """
+
+import os
+
+from recbole_metammf.paths import PROPERTIES_DIR
 
 # Table 2: the floor, the ID models, the multimodal baselines, the static-fusion twin and MetaMMF on three backbones
 DEFAULT_MODELS = [
@@ -40,12 +45,11 @@ DEFAULT_MODELS = [
 FLOOR_MODEL = "Pop"  # every side-by-side table carries Pop (model/general_recommender/pop.py: RecBole's, counting fixed) as the floor
 FIRST_SEED = 2020  # RecBole's default seed; --seeds=N runs 2020, 2021, ...
 
+BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")  # the presets and the harmonisation file
+HARMONISATION_FILE = os.path.join(BENCHMARK_DIR, "models.yaml")
+
 
 def preset_names():
-    r"""The presets of ``properties/benchmark/`` (every YAML file but the harmonisation ``models.yaml``)."""
-    import os
-
-    from recbole_metammf.paths import PROPERTIES_DIR
-
-    folder = os.path.join(PROPERTIES_DIR, "benchmark")
-    return sorted(name[:-5] for name in os.listdir(folder) if name.endswith(".yaml") and name != "models.yaml")
+    r"""The presets of ``properties/benchmark/`` (every YAML file but the harmonisation file)."""
+    harmonisation = os.path.basename(HARMONISATION_FILE)
+    return sorted(name[:-5] for name in os.listdir(BENCHMARK_DIR) if name.endswith(".yaml") and name != harmonisation)

@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 
 from recbole_metammf.cmdline import clean_argv
 from recbole_metammf.errors import ConfigError
-from recbole_metammf.experiments.benchmark import FIRST_SEED, preset_names
+from recbole_metammf.experiments.benchmark import BENCHMARK_DIR, FIRST_SEED, HARMONISATION_FILE, preset_names
 from recbole_metammf.files import read_yaml
 from recbole_metammf.registry import get_model
 from recbole_metammf.utils import PROPERTIES_DIR, to_plain
 
-BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")
-HARMONISATION_FILE = os.path.join(BENCHMARK_DIR, "models.yaml")
 METRICS = [f"{name}@{k}" for k in (10, 20) for name in ("precision", "recall", "hit", "ndcg")]
 SHORT_NAMES = {"precision": "P", "recall": "R", "hit": "Hit", "ndcg": "NDCG", "itemcoverage": "ItemCoverage",
                "averagepopularity": "AveragePopularity", "giniindex": "GiniIndex"}
@@ -63,9 +61,8 @@ def load_preset(name_or_path):
     ``models``, ``variants``: label -> overrides, optionally ``plot_against``, ``movielens_meta_parameters`` and
     ``floor``: False to leave out the floor model (Pop), which a preset otherwise runs beside its variants)."""
     path = name_or_path if os.path.isfile(name_or_path) else os.path.join(BENCHMARK_DIR, f"{name_or_path}.yaml")
-    available = preset_names()
     if not os.path.isfile(path) or os.path.abspath(path) == os.path.abspath(HARMONISATION_FILE):
-        raise ConfigError(f"preset: {name_or_path!r} is neither a YAML file nor one of {', '.join(available)}")
+        raise ConfigError(f"preset: {name_or_path!r} is neither a YAML file nor one of {', '.join(preset_names())}")
     preset = read_yaml(path)
     variants = preset.get("variants")
     if not isinstance(variants, dict) or not variants or not all(isinstance(v, dict) for v in variants.values()):
