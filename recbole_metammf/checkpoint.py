@@ -20,7 +20,8 @@ import scipy.sparse as sp
 import torch
 
 from recbole_metammf.files import read_yaml
-from recbole_metammf.utils import PROPERTIES_DIR, to_plain
+from recbole_metammf.paths import model_yaml
+from recbole_metammf.utils import to_plain
 
 LAST_SUFFIX = "-last.pth"
 
@@ -221,7 +222,7 @@ def rebuild_settings(saved):
     value, the behaviour before it), then the user's own settings. So a checkpoint keeps its model when a
     later release changes a default (e.g. ``standardize_meta``); checkpoints written before ``final`` was
     recorded rebuild from the user's settings alone."""
-    path = os.path.join(PROPERTIES_DIR, "model", f"{saved['model']}.yaml")
+    path = model_yaml(saved["model"])
     final = saved.get("final") or {}
     defaults = read_yaml(path) if os.path.isfile(path) else {}
     pinned = {key: final[key] for key in defaults if key in final}

@@ -32,6 +32,7 @@ from recbole_metammf.compat import physical_gpu_count
 from recbole_metammf.config_checks import check_values, recbole_download_names, unknown_key_messages
 from recbole_metammf.files import SafeLoader
 from recbole_metammf.registry import get_model
+from recbole_metammf.paths import model_yaml
 from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, modality_scaling
 
 
@@ -191,8 +192,7 @@ class Config(RecBoleConfig):
         # RecBole's own dataset/ folder is relative to the working directory; the shipped data is not
         if os.path.isdir(os.path.join(DATASET_DIR, dataset)):
             self.internal_config_dict["data_path"] = DATASET_DIR
-        for name in ["overall.yaml", os.path.join("model", f"{model}.yaml")]:
-            path = os.path.join(PROPERTIES_DIR, name)
+        for path in [os.path.join(PROPERTIES_DIR, "overall.yaml"), model_yaml(model)]:
             if os.path.isfile(path):
                 self._update_internal_config_dict(path)
         dataset_file = os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")

@@ -27,6 +27,7 @@ from recbole.evaluator.register import metric_types, metrics_dict
 from recbole.utils import dataset_arguments, evaluation_arguments, general_arguments, training_arguments
 
 from recbole_metammf.compat import RECBOLE_KEYS_WITHOUT_DEFAULT
+from recbole_metammf.paths import MODEL_PROPERTIES_DIR
 from recbole_metammf.utils import PROPERTIES_DIR, ConfigError, require_int
 
 RECBOLE_PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(recbole.__file__)), "properties")
@@ -48,7 +49,7 @@ def known_keys():
     files = glob.glob(os.path.join(RECBOLE_PROPERTIES_DIR, "**", "*.yaml"), recursive=True)
     files += [os.path.join(PROPERTIES_DIR, "overall.yaml")]
     files += glob.glob(os.path.join(PROPERTIES_DIR, "dataset", "*.yaml"))
-    files += glob.glob(os.path.join(PROPERTIES_DIR, "model", "*.yaml"))
+    files += glob.glob(os.path.join(MODEL_PROPERTIES_DIR, "*.yaml"))
     for path in files:
         if os.path.basename(path) not in _DOWNLOAD_LISTS and os.path.isfile(path):
             keys |= _yaml_keys(path)

@@ -10,3 +10,10 @@ _DATA_ROOT = REPO_ROOT if os.path.isfile(os.path.join(REPO_ROOT, "properties", "
 )
 PROPERTIES_DIR = os.path.join(_DATA_ROOT, "properties")
 DATASET_DIR = os.path.join(_DATA_ROOT, "dataset")
+MODEL_PROPERTIES_DIR = os.path.join(PROPERTIES_DIR, "model")
+
+
+def model_yaml(model):
+    r"""Path of the plugin model ``model``'s defaults, ``properties/model/<model>.yaml`` (a built-in RecBole
+    model has none)."""
+    return os.path.join(MODEL_PROPERTIES_DIR, f"{model}.yaml")

@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from recbole_metammf.config import Config
-from recbole_metammf.model.layers import MeanAggregationGCN, mean_aggregation_adjacency, target_major, without_pairs
+from recbole_metammf.model.layers import (
+    MeanAggregationGCN,
+    edge_keys,
+    mean_aggregation_adjacency,
+    target_major,
+    without_pairs,
+)
 from recbole_metammf.utils import ConfigError
 
 from conftest import build
@@ -93,3 +99,20 @@ def test_the_batch_loss_is_computed_without_the_batchs_edges_and_evaluation_with
 def test_bad_graph_layer_settings_are_refused_before_loading(model_name, override, key, tiny_config):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         Config(model=model_name, dataset="tiny", config_dict={**tiny_config, **override})
+
+
+def test_without_pairs_with_kept_keys_equals_without_and_its_graph_needs_no_sort():
+    torch.manual_seed(0)
+    n_users, n_items = 6, 9
+    n_nodes = n_users + n_items
+    users = torch.randint(0, n_users, (25,))
+    items = torch.randint(0, n_items, (25,)) + n_users
+    edge_index = target_major(torch.stack([torch.cat([users, items]), torch.cat([items, users])]), n_nodes)
+    batch_users, batch_items = users[:5], items[:5] - n_users
+    plain = without_pairs(edge_index, n_users, n_nodes, batch_users, batch_items)
+    kept = without_pairs(edge_index, n_users, n_nodes, batch_users, batch_items, keys=edge_keys(edge_index, n_nodes))
+    assert torch.equal(plain, kept) and kept.shape[1] < edge_index.shape[1]
+    torch.testing.assert_close(
+        mean_aggregation_adjacency(kept, n_nodes, presorted=True).to_dense(),
+        mean_aggregation_adjacency(kept.flip(1), n_nodes).to_dense(),  # reversed order: sorted by the check
+    )

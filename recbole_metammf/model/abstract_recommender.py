@@ -28,6 +28,7 @@ from recbole.utils import InputType
 from recbole_metammf.model.layers import (
     MeanAggregationGCN,
     StaticFusion,
+    edge_keys,
     light_gcn,
     mean_aggregation_adjacency,
     normalized_training_graph,
@@ -298,6 +299,7 @@ class LearnedGraphLayers:
         n_nodes, edge_index = self.n_users + self.n_items, training_graph(dataset, self.n_users)
         self.register_buffer("graph_structure", self.graph(edge_index, n_nodes), persistent=False)
         self.register_buffer("edge_index", target_major(edge_index, n_nodes), persistent=False)
+        self.register_buffer("edge_keys", edge_keys(self.edge_index, n_nodes), persistent=False)
 
     @classmethod
     def check_config(cls, config):
@@ -318,8 +320,9 @@ class LearnedGraphLayers:
                 "the paper's Eq. 18) or mean (the mean of the layers 0..L, as LightGCN)"
             )
 
-    def graph(self, edge_index, n_nodes):
-        r"""The graph ``edge_index`` in the form the layers take it (default: the edge index itself)."""
+    def graph(self, edge_index, n_nodes, presorted=False):
+        r"""The graph ``edge_index`` in the form the layers take it (default: the edge index itself);
+        ``presorted``: ``edge_index`` is in :func:`target_major` order."""
         return edge_index
 
     def message_graph(self):
@@ -331,7 +334,8 @@ class LearnedGraphLayers:
             return super().calculate_loss(interaction)
         users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
         n_nodes = self.n_users + self.n_items
-        self._batch_graph = self.graph(without_pairs(self.edge_index, self.n_users, n_nodes, users, items), n_nodes)
+        kept = without_pairs(self.edge_index, self.n_users, n_nodes, users, items, keys=self.edge_keys)
+        self._batch_graph = self.graph(kept, n_nodes, presorted=True)
         try:
             return super().calculate_loss(interaction)
         finally:
@@ -360,8 +364,8 @@ class FusionGCNBackbone(LearnedGraphLayers):
         self.gcn = gcns[0] if len(gcns) == 1 else nn.ModuleList(gcns)  # one branch keeps MetaMMF_GCN's names
         self.init_graph_layers(config, dataset)
 
-    def graph(self, edge_index, n_nodes):
-        return mean_aggregation_adjacency(edge_index, n_nodes)  # a sparse matrix: one product per layer
+    def graph(self, edge_index, n_nodes, presorted=False):
+        return mean_aggregation_adjacency(edge_index, n_nodes, presorted)  # a sparse matrix: one product per layer
 
     def forward(self, items=None):
         gcns = [self.gcn] if isinstance(self.gcn, MeanAggregationGCN) else list(self.gcn)

@@ -13,7 +13,8 @@ from recbole_metammf.errors import ConfigError
 from recbole_metammf.experiments.benchmark import BENCHMARK_DIR, FIRST_SEED, HARMONISATION_FILE, preset_names
 from recbole_metammf.files import read_yaml
 from recbole_metammf.registry import get_model
-from recbole_metammf.utils import PROPERTIES_DIR, to_plain
+from recbole_metammf.paths import model_yaml
+from recbole_metammf.utils import to_plain
 
 METRICS = [f"{name}@{k}" for k in (10, 20) for name in ("precision", "recall", "hit", "ndcg")]
 SHORT_NAMES = {"precision": "P", "recall": "R", "hit": "Hit", "ndcg": "NDCG", "itemcoverage": "ItemCoverage",
@@ -146,8 +147,7 @@ def model_default_keys(model):
     r"""The keys of ``model``'s own defaults file: the plugin's ``properties/model/<Model>.yaml``, else RecBole's."""
     from recbole_metammf.config_checks import RECBOLE_PROPERTIES_DIR
 
-    for directory in (os.path.join(PROPERTIES_DIR, "model"), os.path.join(RECBOLE_PROPERTIES_DIR, "model")):
-        path = os.path.join(directory, f"{model}.yaml")
+    for path in (model_yaml(model), os.path.join(RECBOLE_PROPERTIES_DIR, "model", f"{model}.yaml")):
         if os.path.isfile(path):
             return list(read_yaml(path) or {})
     return []

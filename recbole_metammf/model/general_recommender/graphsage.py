@@ -39,5 +39,5 @@ class GraphSAGE(IDGraphRecommender):
             config["negative_slope"],
         )
 
-    def graph(self, edge_index, n_nodes):
-        return mean_aggregation_adjacency(edge_index, n_nodes)  # a sparse matrix: one product per layer
+    def graph(self, edge_index, n_nodes, presorted=False):
+        return mean_aggregation_adjacency(edge_index, n_nodes, presorted)  # a sparse matrix: one product per layer

@@ -15,7 +15,7 @@ Shared by the baselines (``docs/BASELINES.md``):
   replaces the meta-learned fusion in the paper's Table 3 baselines (same widths, no biases).
 * :class:`ModalityProjection` — per-modality (or concatenated) linear projection of the item features.
 * :func:`without_pairs` — the training graph less a batch's user-item pairs (``drop_batch_edges``), on an
-  edge index in :func:`target_major` order.
+  edge index in :func:`target_major` order, whose :func:`edge_keys` a model keeps for the search.
 * :func:`propagate`, :func:`mean_edge_weight`, :func:`symmetric_edge_weight` — weighted message
   passing (``out_dst += w * x_src``) with differentiable edge weights; :func:`sparse_adjacency` —
   the same as a sparse matrix for graphs whose weights are fixed (3-5x faster on CPU);
@@ -52,6 +52,7 @@ from recbole_metammf.model.layers.graph import (
     mean_aggregation_adjacency,
     bipartite_edge_index,
     without_pairs,
+    edge_keys,
     target_major,
     training_graph,
     normalized_training_graph,
@@ -91,6 +92,7 @@ __all__ = [
     "mean_aggregation_adjacency",
     "bipartite_edge_index",
     "without_pairs",
+    "edge_keys",
     "target_major",
     "training_graph",
     "normalized_training_graph",

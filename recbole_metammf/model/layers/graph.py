@@ -98,14 +98,15 @@ def target_major(edge_index, n_nodes):
     return torch.stack([keys % n_nodes, torch.div(keys, n_nodes, rounding_mode="floor")])
 
 
-def mean_aggregation_adjacency(edge_index, n_nodes):
+def mean_aggregation_adjacency(edge_index, n_nodes, presorted=False):
     r"""The graph of ``edge_index`` as the binary sparse CSR matrix ``A^T`` (rows = targets) that
     :class:`SAGEConv` reduces with ``mean`` (PyG's ``spmm``); repeated edges count once, as N(i) is a set.
-    An edge index already in :func:`target_major` order is used as it is (no sort: the training batches'
-    graphs of ``drop_batch_edges`` are built this way)."""
-    keys = edge_index[1] * n_nodes + edge_index[0]
-    if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
-        edge_index = target_major(edge_index, n_nodes)
+    An edge index already in :func:`target_major` order is used as it is; ``presorted=True`` says so
+    without the check (the training batches' graphs of ``drop_batch_edges``, cut from a target-major index)."""
+    if not presorted:
+        keys = edge_index[1] * n_nodes + edge_index[0]
+        if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
+            edge_index = target_major(edge_index, n_nodes)
     targets, sources = edge_index[1], edge_index[0]
     row_pointers = torch.zeros(n_nodes + 1, dtype=torch.long, device=edge_index.device)
     row_pointers[1:] = torch.bincount(targets, minlength=n_nodes).cumsum(0)
@@ -113,11 +114,18 @@ def mean_aggregation_adjacency(edge_index, n_nodes):
     return torch.sparse_csr_tensor(row_pointers, sources, values, size=(n_nodes, n_nodes), check_invariants=False)
 
 
-def without_pairs(edge_index, n_users, n_nodes, users, items):
+def edge_keys(edge_index, n_nodes):
+    r"""One integer per edge, ``target * n_nodes + source``: increasing along a :func:`target_major` index."""
+    return edge_index[1] * n_nodes + edge_index[0]
+
+
+def without_pairs(edge_index, n_users, n_nodes, users, items, keys=None):
     r"""``edge_index`` of a user-item graph of ``n_nodes`` nodes in :func:`target_major` order (both
     directions, item ``j`` = node ``n_users + j``) without the user-item pairs ``(users[k], items[k])``, in
-    either direction; the rest keeps its order. A binary search per pair: no pass sorts the edges."""
-    keys = edge_index[1] * n_nodes + edge_index[0]
+    either direction; the rest keeps its order. A binary search per pair: no pass sorts the edges.
+    ``keys``: the index's :func:`edge_keys`, when the caller keeps them (a fixed graph searched every batch)."""
+    if keys is None:
+        keys = edge_keys(edge_index, n_nodes)
     if keys.numel() == 0:
         return edge_index
     items = items + n_users
