@@ -97,6 +97,9 @@ def _require_numbers(config, key, accepted, test, lists=True):
 # regularisation weights (reg_weight, reg_weights, ssl_reg, proto_reg, weight_decay, ...) of any model
 _DROPOUT_KEY = re.compile(r"dropout")
 _REG_KEY = re.compile(r"(^|_)reg(_|$)|^weight_decay$")
+# widths (embedding_size, hidden_size, kg_embedding_size, mlp_hidden_size, user_hidden_size_list, ...): a width
+# of 0 builds a model that trains and scores nothing, with exit 0
+_WIDTH_KEY = re.compile(r"(embedding|hidden)_size(_list)?$")
 
 
 def check_values(config):
@@ -111,6 +114,10 @@ def check_values(config):
             _require_numbers(config, key, "a dropout probability 0 <= p < 1 (or a list of them)", lambda v: 0 <= v < 1)
         elif _REG_KEY.search(key):
             _require_numbers(config, key, "a finite number >= 0 (or a list of them)", lambda v: v >= 0)
+        elif _WIDTH_KEY.search(key) and not (isinstance(value, (list, tuple)) and not value):
+            _require_numbers(
+                config, key, "a width, an integer >= 1 (or a list of them)", lambda v: isinstance(v, int) and v >= 1
+            )
     check_metrics(config)
     check_cold_start(config)
 

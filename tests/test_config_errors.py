@@ -152,6 +152,7 @@ BAD_VALUES = [
         ("--dropout=2", r"dropout: got 2; expected a dropout probability 0 <= p < 1"),
         ("--reg_weight=nan", r"reg_weight: got 'nan'; expected a finite number >= 0"),
         ("--reg_weight=-1e-3", r"reg_weight: got -0.001; expected a finite number >= 0"),
+        ("--embedding_size=0", r"embedding_size: got 0; expected a width, an integer >= 1"),
         ("--metrics=['Recall','NDGC']", r"metrics: 'NDGC' is not a RecBole metric; close matches: NDCG"),
         ("--topk=[0,10]", r"topk: got \[0, 10\]; expected an integer >= 1 or a non-empty list of them"),
         ("--topk=[5]", r"valid_metric: got 'NDCG@20', but 20 is not among topk \[5\]"),
@@ -162,6 +163,13 @@ BAD_VALUES = [
 @pytest.mark.parametrize("setting,first_line", BAD_VALUES, ids=[setting[2:] for setting, _ in BAD_VALUES])
 def test_bad_value_is_refused_before_the_data_loads(setting, first_line, workdir, no_data_loading, monkeypatch, capsys):
     assert_refused(run_cli(monkeypatch, capsys, *TIKTOK, setting), first_line, workdir)
+
+
+@pytest.mark.parametrize("model,setting", [("LightGCN", "--embedding_size=0"), ("NeuMF", "--mlp_hidden_size=[64,0]")])
+def test_a_width_of_zero_is_refused_for_recbole_models_too(model, setting, workdir, no_data_loading, monkeypatch, capsys):
+    key = setting[2:].split("=")[0]
+    result = run_cli(monkeypatch, capsys, f"--model={model}", "--dataset=tiktok", setting)
+    assert_refused(result, rf"{key}: got .*0\]?; expected a width, an integer >= 1", workdir)
 
 
 def test_topk_beyond_the_number_of_items_is_refused_once_the_data_has_loaded(workdir, monkeypatch, capsys):
