@@ -14,10 +14,12 @@ Continue an interrupted sweep with the same --output/--name (or --model/--datase
 """
 
 import argparse
+import os
 import sys
 
 from recbole_metammf.cmdline import parse_config_files, parse_settings_or_exit
 from recbole_metammf.errors import ConfigError
+from recbole_metammf.paths import TUNE_SPACES_DIR
 
 # torch, RecBole and Ray load in main(), after the options are read: `--help` answers at once
 
@@ -28,7 +30,8 @@ def parse_args(argv):
     )
     parser.add_argument("--model", "-m", default="MetaMMF_GCN", help="model name (default: MetaMMF_GCN)")
     parser.add_argument("--dataset", "-d", default="tiktok", help="dataset name (default: tiktok)")
-    parser.add_argument("--space", default="properties/tune/metammf.yaml", help="search space YAML")
+    parser.add_argument("--space", default=os.path.join(TUNE_SPACES_DIR, "metammf.yaml"),
+                        help="search space YAML (default: the package's properties/tune/metammf.yaml)")
     parser.add_argument("--config_files", default=None, help="config files every trial reads, by spaces or commas")
     parser.add_argument("--num-samples", type=int, default=1, help="samples of the random keys per grid point")
     parser.add_argument("--scheduler", choices=["asha", "fifo"], default="asha")

@@ -46,6 +46,18 @@ def read_yaml(path):
     return data
 
 
+def make_output_dir(path, option="--output"):
+    r"""Create the folder ``path`` (and its parents) for a command's results, or raise :class:`ConfigError`
+    naming ``option``, the folder and why it cannot be written, before any work is done."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{option}: cannot create {path} ({error.strerror or error}); expected a folder you can write to")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: {path} is not writable; expected a folder you can write to")
+    return path
+
+
 def atomic_write_text(path, text):
     r"""Write ``text`` to a temporary file next to ``path``, then rename it: a reader (or a killed
     writer) sees the old file or the new one, never a part."""

@@ -17,3 +17,6 @@ def model_yaml(model):
     r"""Path of the plugin model ``model``'s defaults, ``properties/model/<model>.yaml`` (a built-in RecBole
     model has none)."""
     return os.path.join(MODEL_PROPERTIES_DIR, f"{model}.yaml")
+
+
+TUNE_SPACES_DIR = os.path.join(PROPERTIES_DIR, "tune")  # the search spaces of run_tune.py (--space)

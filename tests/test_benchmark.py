@@ -273,6 +273,15 @@ def test_cli_refuses_what_is_not_a_setting(tiny_yaml, in_tmp_cwd):
         cli()(["--output=x", "--dataset=tiny", "--models=BPR", "--seed=3", f"--config_files={tiny_yaml}"])
 
 
+def test_cli_refuses_an_output_folder_it_cannot_create_before_any_run(tiny_yaml, in_tmp_cwd):
+    (in_tmp_cwd / "a_file").write_text("")
+    before = sorted(os.listdir(in_tmp_cwd))
+    with pytest.raises(SystemExit) as stopped:
+        cli()(["--output=a_file/results", "--dataset=tiny", "--models=BPR", "--seeds=1", f"--config_files={tiny_yaml}"])
+    assert str(stopped.value.code).startswith("error: --output: cannot create a_file/results (Not a directory)")
+    assert sorted(os.listdir(in_tmp_cwd)) == before  # nothing trained: no log, no checkpoint folder
+
+
 def _group(model, seeds_to_results):
     records = [{"seed": seed, "test_result": result} for seed, result in seeds_to_results.items()]
     return {"model": model, "variant": None, "overrides": {}, "records": records}

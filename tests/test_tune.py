@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import ray
 import yaml
 
@@ -147,3 +148,28 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tiny_config, 
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED"]
     assert sorted(r["node"] for r in rows) == sorted(n[:12] for n in node_ids)  # one trial on each node
+
+
+def test_the_default_search_space_is_the_packages_whatever_the_working_directory(in_tmp_cwd):
+    args, _ = run_tune.parse_args(["--model=MetaMMF_MF"])
+    assert os.path.isabs(args.space) and os.path.isfile(args.space)
+    assert parse_space(yaml.safe_load(open(args.space, encoding="utf-8")))
+
+
+@pytest.mark.parametrize(
+    "option,message",
+    [
+        ("--num-samples=0", "--num-samples: got 0; expected an integer >= 1"),
+        ("--cpus-per-trial=0", "--cpus-per-trial: got 0.0; expected a number > 0"),
+        ("--gpus-per-trial=-1", "--gpus-per-trial: got -1.0; expected a number >= 0"),
+        ("--reduction-factor=1", "--reduction-factor: got 1; expected an integer >= 2"),
+        ("--grace-period=0", "--grace-period: got 0; expected an integer >= 1"),
+        ("--space=missing.yaml", "--space: missing.yaml does not exist"),
+    ],
+)
+def test_bad_sweep_options_are_refused_before_anything_is_written(option, message, in_tmp_cwd, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["run_tune.py"])
+    with pytest.raises(SystemExit) as stopped:
+        run_tune.main(["--model=MetaMMF_MF", "--dataset=tiktok", option, "--output=sweeps"])
+    assert str(stopped.value.code).startswith(f"error: {message}")
+    assert not os.path.exists("sweeps")

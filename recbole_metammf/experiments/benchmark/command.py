@@ -23,7 +23,7 @@ from recbole_metammf.experiments.benchmark.summary import (
     variant_comparison_tables,
     variant_tables,
 )
-from recbole_metammf.files import atomic_write_text, md_table, write_json
+from recbole_metammf.files import atomic_write_text, make_output_dir, md_table, write_json
 from recbole_metammf.utils import PROPERTIES_DIR
 
 
@@ -39,7 +39,7 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     floor = FLOOR_MODEL if preset and preset.get("floor", True) else None  # a preset's variants beside the floor
     runs = build_runs(dataset, models, list(seeds), overrides, config_files, preset, floor=floor)
     settings = check_runs(runs)
-    os.makedirs(output_dir, exist_ok=True)
+    make_output_dir(output_dir)
     records, failures = run_all(runs, output_dir, progress=progress, settings=settings)
 
     groups = group_records(runs, records)

@@ -5,6 +5,7 @@ import os
 
 from recbole_metammf.errors import ConfigError
 from recbole_metammf.files import read_yaml
+from recbole_metammf.paths import TUNE_SPACES_DIR
 
 SPACE_KINDS = ("grid", "range", "choice", "uniform", "loguniform")
 
@@ -57,7 +58,9 @@ def parse_space(spec, path="search space"):
 def load_space(path):
     r"""Read and parse a search-space YAML file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"search space {path} does not exist")
+        raise FileNotFoundError(
+            f"--space: {path} does not exist (a search-space YAML; the package's: {os.path.join(TUNE_SPACES_DIR, '*.yaml')})"
+        )
     spec = read_yaml(path)
     if not spec:
         raise ConfigError(f"{path}: the search space is empty")

@@ -14,7 +14,7 @@ from recbole_metammf.errors import ConfigError
 from recbole_metammf.experiments.tune.results import append_test, trial_rows, write_best_config, write_tables
 from recbole_metammf.experiments.tune.space import load_space, parse_space
 from recbole_metammf.experiments.tune.trial import TRIAL_ONLY_KEYS, tune_trial
-from recbole_metammf.files import read_yaml, write_json
+from recbole_metammf.files import make_output_dir, read_yaml, write_json
 from recbole_metammf.utils import to_plain
 
 SETTINGS_FILE = "sweep_settings.json"
@@ -98,6 +98,34 @@ def _scheduler(name, epochs, grace_period, reduction_factor):
 
 
 
+def check_sweep_options(num_samples=1, cpus_per_trial=None, gpus_per_trial=None, max_failures=1, grace_period=5,
+                        reduction_factor=3, verbose=1):
+    r"""The sweep's own options, before anything is written or Ray starts (a bad one would otherwise stop
+    Ray Tune with a traceback, or start a sweep that runs no trial); raises :class:`ConfigError` naming the
+    option, the value and what is accepted."""
+
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def integer(value):
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checks = [
+        ("--num-samples", num_samples, integer(num_samples) and num_samples >= 1, "an integer >= 1"),
+        ("--max-failures", max_failures, integer(max_failures) and max_failures >= 0, "an integer >= 0"),
+        ("--grace-period", grace_period, integer(grace_period) and grace_period >= 1, "an integer >= 1 (epochs)"),
+        ("--reduction-factor", reduction_factor, integer(reduction_factor) and reduction_factor >= 2, "an integer >= 2"),
+        ("--verbose", verbose, integer(verbose) and 0 <= verbose <= 3, "0, 1, 2 or 3"),
+        ("--cpus-per-trial", cpus_per_trial, cpus_per_trial is None or (number(cpus_per_trial) and cpus_per_trial > 0),
+         "a number > 0"),
+        ("--gpus-per-trial", gpus_per_trial, gpus_per_trial is None or (number(gpus_per_trial) and gpus_per_trial >= 0),
+         "a number >= 0 (fractions share a GPU)"),
+    ]
+    for option, value, ok, accepted in checks:
+        if not ok:
+            raise ConfigError(f"{option}: got {value!r}; expected {accepted}")
+
+
 def run_sweep(
     model,
     dataset,
@@ -124,6 +152,7 @@ def run_sweep(
 
     Uses the running Ray instance if there is one; otherwise joins ``address`` or starts Ray locally,
     and shuts down what it started."""
+    check_sweep_options(num_samples, cpus_per_trial, gpus_per_trial, max_failures, grace_period, reduction_factor, verbose)
     import ray
     from ray import air, tune
 
@@ -149,6 +178,7 @@ def run_sweep(
         param_space = load_space(space) if isinstance(space, str) else parse_space(space)
         fixed, metric, mode, epochs = sweep_settings(model, dataset, config_dict, config_files, metric)
         space_keys = list(param_space)
+        make_output_dir(experiment)
 
     started_ray = False
     if not ray.is_initialized():
@@ -165,7 +195,6 @@ def run_sweep(
                 raise FileNotFoundError(f"--resume: Ray cannot restore {experiment}")
             tuner = tune.Tuner.restore(experiment, trainable=trainable, resume_unfinished=True, resume_errored=False)
         else:
-            os.makedirs(experiment, exist_ok=True)
             write_json(
                 settings_path,
                 {"fixed": fixed, "metric": metric, "mode": mode, "epochs": epochs, "space_keys": space_keys,
