@@ -174,8 +174,11 @@ def read_item_features(path, id_field, fields, widths, separator="\t", seq_separ
     checked: the header declares the id (``token``) and each field (``float_seq``), every row has
     each field's width, and every value is a finite number. Errors are :class:`DataError` naming
     the file, the line and the item."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"new_items: cannot read {path} ({getattr(error, 'strerror', None) or error}); expected a RecBole .item file")
     if not lines:
         raise DataError(f"new_items: {path} is empty; expected a header such as {id_field}:token\tv_feat:float_seq")
     header = [column.strip() for column in _split_line(lines[0], separator)]

@@ -14,6 +14,7 @@ For many calls, load once with :func:`recbole_metammf.quick_start.load_data_and_
 :func:`recbole_metammf.cold_start.add_new_items` ``(model, train_data.dataset, FILE)``.
 """
 
+import os
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -23,7 +24,7 @@ from recbole.utils import ModelType
 
 from recbole_metammf.cold_start import add_new_items
 from recbole_metammf.quick_start import load_data_and_model
-from recbole_metammf.utils import ConfigError
+from recbole_metammf.utils import ConfigError, DataError
 
 # sequential and context-aware models need a history or features besides the user id
 _RANKS_ALL_ITEMS_BY_USER = (ModelType.GENERAL, ModelType.TRADITIONAL, ModelType.KNOWLEDGE)
@@ -98,6 +99,8 @@ def recommend(
 
     ``new_items``: a ``.item`` file of items to add to the catalogue first, without retraining
     (:func:`recbole_metammf.cold_start.add_new_items`); they are candidates like any unseen item."""
+    if new_items is not None and not os.path.isfile(new_items):  # before the minutes of loading
+        raise DataError(f"new_items: {new_items} does not exist or is not a file; expected a RecBole .item file of the new items")
     _, model, _, train_data, _, _ = load_data_and_model(model_file)
     if new_items is not None:
         add_new_items(model, train_data.dataset, new_items)

@@ -254,8 +254,11 @@ def test_the_command_line_reports_a_bad_new_item_file_without_a_traceback(traine
     with pytest.raises(SystemExit, match=r"^error: new_items: .*'v_feat' has 7 values"):
         runpy.run_path(SCRIPT, run_name="__main__")
     sys.argv = [SCRIPT, "--recommend", f"--checkpoint={trained}", "--users=3", "--new_items=missing.item"]
-    with pytest.raises(SystemExit, match=r"^error: .*missing.item"):
+    with pytest.raises(SystemExit, match=r"^error: new_items: missing.item does not exist or is not a file"):
         runpy.run_path(SCRIPT, run_name="__main__")
+    (in_tmp_cwd / "latin1.item").write_bytes("item_id:token\tv_feat:float_seq\n\xe9t\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"^new_items: cannot read .*latin1.item"):
+        recommend(trained, ["3"], topk=5, new_items=str(in_tmp_cwd / "latin1.item"))
 
 
 def test_an_id_only_model_cannot_take_new_items(tiny_config, in_tmp_cwd):
