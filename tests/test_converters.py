@@ -960,3 +960,33 @@ def test_shipped_tiktok_equals_fresh_conversion(tmp_path):
         with open(os.path.join(out, f"tiktok.{split}.inter")) as f:
             counts[split] = len(f.read().splitlines()) - 1
     assert counts == {"train": 59541, "valid": 3051, "test": 6130}
+
+
+def test_the_shuffled_control_moves_whole_feature_rows_and_keeps_ids_and_interactions(tmp_path):
+    r"""docs/scripts/shuffle_item_features.py: the control dataset of docs/RESULTS.md ("Do the features carry
+    the gain?"): each item keeps its id and interactions and wears another real item's whole feature set."""
+    src = tmp_path / "toy"
+    src.mkdir()
+    features = {str(i): (f"{i}.0 {i}.5", f"{10 * i}.0") for i in range(8)}
+    (src / "toy.item").write_text(
+        "item_id:token\tv_feat:float_seq\ta_feat:float_seq\n"
+        + "".join(f"{i}\t{v}\t{a}\n" for i, (v, a) in features.items())
+    )
+    (src / "toy.train.inter").write_text("user_id:token\titem_id:token\n0\t1\n1\t2\n")
+    (src / "toy.yaml").write_text("modalities: [v_feat, a_feat]\n")
+    script = os.path.join(REPO, "docs", "scripts", "shuffle_item_features.py")
+    done = subprocess.run([sys.executable, script, f"--src={src}", f"--dst={tmp_path}", "--name=toy_shuffled"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "toy_shuffled"
+    header, *rows = (out / "toy_shuffled.item").read_text().splitlines()
+    assert header == "item_id:token\tv_feat:float_seq\ta_feat:float_seq"
+    rows = [row.split("\t") for row in rows]
+    assert [row[0] for row in rows] == list(features)  # ids in place
+    assert sorted(tuple(row[1:]) for row in rows) == sorted(features.values())  # whole rows, none lost or split
+    assert sum(tuple(row[1:]) != features[row[0]] for row in rows) >= 6  # the link item -> own content is cut
+    assert (out / "toy_shuffled.train.inter").read_text() == (src / "toy.train.inter").read_text()
+    assert (out / "toy_shuffled.yaml").read_text().endswith("modalities: [v_feat, a_feat]\n")
+    again = subprocess.run([sys.executable, script, f"--src={src}", f"--dst={tmp_path}", "--name=toy_shuffled"],
+                           capture_output=True, text=True)
+    assert again.returncode == 1 and "exists" in again.stderr  # an earlier copy is not overwritten
