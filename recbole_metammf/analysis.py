@@ -160,21 +160,25 @@ def final_representations(model):
     ``all_representations()``; else a ``forward()`` that takes no arguments and returns both (RecBole's
     LightGCN, NGCF); else the ``user_embedding`` / ``item_embedding`` tables (RecBole's BPR)."""
     model.eval()
+    found = None
     if hasattr(model, "all_representations"):
-        users, items = model.all_representations()[:2]
+        found = model.all_representations()[:2]
     elif not [
         p
         for p in inspect.signature(model.forward).parameters.values()
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]:
-        users, items = model.forward()[:2]
-    elif hasattr(model, "user_embedding") and hasattr(model, "item_embedding"):
-        users, items = model.user_embedding.weight, model.item_embedding.weight
-    else:
+        output = model.forward()  # RecBole's Pop has one too, returning None
+        if isinstance(output, (tuple, list)) and len(output) >= 2 and all(torch.is_tensor(t) for t in output[:2]):
+            found = output[:2]
+    if found is None and hasattr(model, "user_embedding") and hasattr(model, "item_embedding"):
+        found = model.user_embedding.weight, model.item_embedding.weight
+    if found is None:
         raise RepresentationsUnavailable(
-            f"{type(model).__name__}: no all_representations(), argument-free forward() or "
+            f"{type(model).__name__}: no all_representations(), forward() returning (users, items) or "
             "user_embedding / item_embedding to read final representations from"
         )
+    users, items = found
     return users.detach().float().cpu().numpy(), items.detach().float().cpu().numpy()
 
 

@@ -13,6 +13,7 @@ import yaml
 from scipy import stats
 
 import recbole_metammf.quick_start as quick_start
+from conftest import build
 from recbole_metammf import analysis
 from recbole_metammf.experiments.benchmark import plan
 from recbole_metammf.experiments.benchmark import summary as tables
@@ -382,3 +383,27 @@ def test_cold_start_summary_adds_the_ranking_among_all_items_and_others_do_not()
     assert "| all items R@20 |" in md and "| all items NDCG@20 |" in md
     warm = {"MetaMMF_LightGCN": group("MetaMMF_LightGCN", 0.06), "VBPR": group("VBPR", 0.05)}
     assert not any(row["metric"].startswith("all_items/") for row in tables.comparison(warm))
+
+
+@pytest.mark.parametrize(
+    "model_name,source",
+    [("Pop", None), ("LightGCN", "forward"), ("BPR", "embeddings"), ("MetaMMF_LightGCN", "all_representations")],
+)
+def test_final_representations_are_read_where_a_model_has_them_and_refused_for_pop(model_name, source, tiny_config):
+    _, model, *_ = build(model_name, tiny_config)
+    if source is None:  # RecBole's Pop: a forward() that returns None, no embeddings
+        with pytest.raises(analysis.RepresentationsUnavailable, match="Pop"):
+            analysis.final_representations(model)
+        return
+    users, items = analysis.final_representations(model)
+    assert users.shape == (model.n_users, users.shape[1]) and items.shape == (model.n_items, users.shape[1])
+
+
+def test_tsne_skips_a_model_without_representations_and_draws_the_others(tiny_yaml, in_tmp_cwd, capfd):
+    out = in_tmp_cwd / "bench_tsne"
+    cli()(["--dataset=tiny", "--models=Pop,BPR", "--seeds=1", f"--output={out}", f"--config_files={tiny_yaml}",
+           "--epochs=1", "--no-progress", "--plot-tsne", "--tsne-users=4"])
+    with open(out / "tsne.json") as f:
+        assert set(json.load(f)) == {"BPR"}
+    assert_png(out / "tsne.png")
+    assert "t-SNE: Pop skipped" in "".join(capfd.readouterr())
