@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 import yaml
 from recbole.config import Config as RecBoleConfig
+from recbole.model.abstract_recommender import AbstractRecommender
 
 from recbole_metammf.cmdline import parse_value
 from recbole_metammf.compat import physical_gpu_count
@@ -100,6 +101,11 @@ def read_config_file(path):
             f"(a YAML mapping), got a {type(settings).__name__}"
         )
     return settings, {str(key.value): key.start_mark.line + 1 for key, _ in node.value} if node else {}
+
+
+# (user, item) rows scored at once for a model without full_sort_predict (RecBole's own default, 4096, is one
+# user per batch on tiktok: slow; 2^18 rows keep an MLP's activations in hundreds of MB)
+PAIRWISE_EVAL_BATCH_SIZE = 2**18
 
 
 def _checks_keys_of(model):
@@ -306,6 +312,7 @@ class Config(RecBoleConfig):
     def _set_default_parameters(self):
         check_values(self.final_config_dict)  # before RecBole reads them: its own checks raise tracebacks
         super()._set_default_parameters()
+        self._fit_eval_batch_to_pairwise_models()
         self._check_dataset_folder()
         if self.final_config_dict["benchmark_filename"]:
             # RecBole reads the split from these files and ignores eval_args' split; log the one used
@@ -320,6 +327,18 @@ class Config(RecBoleConfig):
         if getattr(self.model_class, "requires_modalities", False):
             self._load_modality_columns()
         self._check_interaction_files()
+
+    def _fit_eval_batch_to_pairwise_models(self):
+        r"""``eval_batch_size`` of overall.yaml counts scores of a users x items matrix: one product for a model
+        with ``full_sort_predict``. A model without it (RecBole's NeuMF, DMF, ConvNCF, ...) is scored by
+        ``predict`` on one row per (user, item) pair, RecBole building that many rows at once, and its layers'
+        activations for 16.7M rows run out of memory (the process is killed, exit 137). Such models get
+        :data:`PAIRWISE_EVAL_BATCH_SIZE` rows unless the user set ``eval_batch_size``."""
+        if "eval_batch_size" in self.external_config_dict or not isinstance(self.model_class, type):
+            return
+        if getattr(self.model_class, "full_sort_predict", None) is not AbstractRecommender.full_sort_predict:
+            return
+        self.final_config_dict["eval_batch_size"] = min(self.final_config_dict["eval_batch_size"], PAIRWISE_EVAL_BATCH_SIZE)
 
     def _load_modality_columns(self):
         r"""Check the modality fields against the dataset's ``.item`` file (the one place they are checked)

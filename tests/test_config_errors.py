@@ -338,3 +338,16 @@ def test_a_redirected_run_prints_no_progress_bars_and_no_known_warnings(workdir)
     assert "\r" not in printed and "it/s]" not in printed  # no tqdm bar
     assert "Warning" not in printed, printed[-3000:]  # RecBole 1.2.1's pandas / torch warnings silenced
     assert "show_progress = False" in printed or "epoch 0 training" in printed
+
+
+def test_models_scored_pair_by_pair_get_an_evaluation_batch_that_fits_in_memory(tiny_config, monkeypatch):
+    r"""NeuMF has no full_sort_predict: RecBole scores eval_batch_size (user, item) rows at once, and
+    overall.yaml's 16.7M (scores of one matrix product) had the process killed for memory on tiktok."""
+    from recbole_metammf.config import PAIRWISE_EVAL_BATCH_SIZE, Config
+
+    monkeypatch.setattr("sys.argv", ["test"])
+    default = Config(model="LightGCN", dataset="tiny", config_dict=tiny_config)["eval_batch_size"]
+    settings = {key: value for key, value in tiny_config.items() if key != "eval_batch_size"}
+    assert Config(model="LightGCN", dataset="tiny", config_dict=settings)["eval_batch_size"] > PAIRWISE_EVAL_BATCH_SIZE
+    assert Config(model="NeuMF", dataset="tiny", config_dict=settings)["eval_batch_size"] == PAIRWISE_EVAL_BATCH_SIZE
+    assert Config(model="NeuMF", dataset="tiny", config_dict=tiny_config)["eval_batch_size"] == default  # the user's own
