@@ -126,6 +126,23 @@ RECBOLE_KEYS_WITHOUT_DEFAULT = (
 )
 
 
+# RecBole 1.2.1 models that import an optional package only once training runs (NCL's k-means at the first
+# epoch, KGAT's graph at the first batch): without it the run ends in a ModuleNotFoundError traceback after the
+# data has loaded. Checked when the config is built instead. Review when the RecBole pin changes.
+RECBOLE_MODEL_PACKAGES = {"NCL": ("faiss", "faiss-cpu or faiss-gpu"), "KGAT": ("dgl", "dgl")}
+
+
+def missing_model_package(model_name):
+    r"""``(module, pip name)`` of the optional package RecBole's ``model_name`` needs and this environment
+    lacks, else ``None``."""
+    import importlib.util
+
+    module, pip_name = RECBOLE_MODEL_PACKAGES.get(model_name, (None, None))
+    if module is None or importlib.util.find_spec(module) is not None:
+        return None
+    return module, pip_name
+
+
 def physical_gpu_count():
     r"""How many GPUs the machine has, without initialising CUDA; ``None`` when that cannot be told.
 

@@ -29,7 +29,7 @@ from recbole.config import Config as RecBoleConfig
 from recbole.model.abstract_recommender import AbstractRecommender
 
 from recbole_metammf.cmdline import parse_value
-from recbole_metammf.compat import physical_gpu_count
+from recbole_metammf.compat import missing_model_package, physical_gpu_count
 from recbole_metammf.config_checks import check_values, recbole_download_names, unknown_key_messages
 from recbole_metammf.files import SafeLoader
 from recbole_metammf.registry import get_model
@@ -322,6 +322,12 @@ class Config(RecBoleConfig):
             # tqdm's carriage returns make a redirected stderr (a log file, CI) unreadable; the log
             # already has a line per epoch. --show_progress=True still forces the bars.
             self.final_config_dict["show_progress"] = False
+        missing = missing_model_package(getattr(self.model_class, "__name__", None))
+        if missing:
+            raise ConfigError(
+                f"model: {self.model_class.__name__} needs the package {missing[0]}, which is not installed "
+                f"(pip install {missing[1]}); RecBole imports it only once training has started"
+            )
         if hasattr(self.model_class, "check_config"):
             self.model_class.check_config(self)
         if getattr(self.model_class, "requires_modalities", False):

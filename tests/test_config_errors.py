@@ -351,3 +351,14 @@ def test_models_scored_pair_by_pair_get_an_evaluation_batch_that_fits_in_memory(
     assert Config(model="LightGCN", dataset="tiny", config_dict=settings)["eval_batch_size"] > PAIRWISE_EVAL_BATCH_SIZE
     assert Config(model="NeuMF", dataset="tiny", config_dict=settings)["eval_batch_size"] == PAIRWISE_EVAL_BATCH_SIZE
     assert Config(model="NeuMF", dataset="tiny", config_dict=tiny_config)["eval_batch_size"] == default  # the user's own
+
+
+def test_a_recbole_model_whose_optional_package_is_missing_is_refused_before_the_data_loads(
+    workdir, no_data_loading, monkeypatch, capsys
+):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real_find_spec(name, *a))
+    result = run_cli(monkeypatch, capsys, "--model=NCL", "--dataset=tiktok")
+    assert_refused(result, r"model: NCL needs the package faiss, which is not installed \(pip install faiss-cpu", workdir)
