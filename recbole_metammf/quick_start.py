@@ -42,6 +42,19 @@ def describe_device(device: torch.device) -> str:
     return f"{device} ({threads} thread{'' if threads == 1 else 's'})"
 
 
+def start_logging(config):
+    r"""RecBole's ``init_logger`` for the run of ``config``: a log file of its own and the console. The
+    handlers of an earlier run in this process are removed (and its file closed) first: RecBole's
+    ``logging.basicConfig`` does nothing once the root logger has handlers, so a second run in one
+    process (a notebook, a script training two models) wrote into the first run's file and left its own
+    empty."""
+    logger = getLogger()
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+        handler.close()
+    init_logger(config)
+
+
 def run_recbole_metammf(
     model: Any = None,
     dataset: Optional[str] = None,
@@ -58,7 +71,7 @@ def run_recbole_metammf(
     if resume is not None:
         model, dataset, config_dict = resume_settings(resume, model, dataset, config_dict)
     config = make_config(model, dataset, config_file_list, config_dict)
-    init_logger(config)
+    start_logging(config)
     logger = getLogger()
     logger.info(f"command: {command_line()}")
     logger.info(config)
@@ -115,10 +128,7 @@ def objective_function(
     ``verbose``: log the dataset, the model and each epoch (RecBole's INFO lines; the log file and the console).
     ``command_line=False``: only ``config_dict`` and the files, not the program's ``--key=value`` arguments."""
     config = make_config(config_dict=config_dict, config_file_list=config_file_list, command_line=command_line)
-    logger = getLogger()
-    for handler in logger.handlers[:]:
-        logger.removeHandler(handler)
-    init_logger(config)
+    start_logging(config)
     logging.basicConfig(level=logging.ERROR)
     return train_and_test(build(config, verbose=verbose), saved=saved, verbose=verbose)
 

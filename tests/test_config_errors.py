@@ -326,6 +326,18 @@ def test_log_records_command_device_split_and_every_resume_point(workdir):
     assert [epoch for _, epoch in last] == ["0", "1"] and os.path.isfile(last[0][0])
 
 
+def test_two_runs_in_one_process_each_log_to_their_own_file(tiny_config, monkeypatch):
+    from recbole_metammf.quick_start import run_recbole_metammf
+
+    monkeypatch.setattr("sys.argv", ["notebook"])
+    for model in ("BPR", "LightGCN"):
+        run_recbole_metammf(model, "tiny", config_dict={**tiny_config, "epochs": 1})
+    for model in ("BPR", "LightGCN"):
+        [log_file] = glob.glob(os.path.join("log", model, "*.log"))
+        log = open(log_file, encoding="utf-8").read()
+        assert log.count("INFO  command: ") == 1 and f"{model}(" in log  # its own run, and only that one
+
+
 def test_a_redirected_run_prints_no_progress_bars_and_no_known_warnings(workdir):
     settings = yaml.safe_load((workdir / "tiny.yaml").read_text())
     del settings["show_progress"]  # RecBole's default (True): the bars are dropped because stderr is a pipe
