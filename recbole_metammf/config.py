@@ -32,8 +32,8 @@ from recbole_metammf.cmdline import parse_value
 from recbole_metammf.compat import missing_model_package, physical_gpu_count
 from recbole_metammf.config_checks import check_values, recbole_download_names, unknown_key_messages
 from recbole_metammf.files import SafeLoader
-from recbole_metammf.registry import get_model
 from recbole_metammf.paths import model_yaml
+from recbole_metammf.registry import get_model
 from recbole_metammf.utils import DATASET_DIR, PROPERTIES_DIR, ConfigError, modality_scaling
 
 
@@ -344,7 +344,8 @@ class Config(RecBoleConfig):
             return
         if getattr(self.model_class, "full_sort_predict", None) is not AbstractRecommender.full_sort_predict:
             return
-        self.final_config_dict["eval_batch_size"] = min(self.final_config_dict["eval_batch_size"], PAIRWISE_EVAL_BATCH_SIZE)
+        rows = min(self.final_config_dict["eval_batch_size"], PAIRWISE_EVAL_BATCH_SIZE)
+        self.final_config_dict["eval_batch_size"] = rows
 
     def _load_modality_columns(self):
         r"""Check the modality fields against the dataset's ``.item`` file (the one place they are checked)
