@@ -90,11 +90,16 @@ class AttentionGCN(GraphConvolutionStack):
         super().__init__(convs, dropout, last_activation, layer_combination, negative_slope)
 
 
+def edge_keys(edge_index, n_nodes):
+    r"""One integer per edge, ``target * n_nodes + source``: increasing along a :func:`target_major` index."""
+    return edge_index[1] * n_nodes + edge_index[0]
+
+
 def target_major(edge_index, n_nodes):
     r"""``edge_index`` without repeated edges, sorted by target and then by source: the order of the rows
     of ``A^T`` (rows = targets), in which :func:`mean_aggregation_adjacency` and :func:`without_pairs`
     need no sort."""
-    keys = torch.unique(edge_index[1] * n_nodes + edge_index[0])
+    keys = torch.unique(edge_keys(edge_index, n_nodes))
     return torch.stack([keys % n_nodes, torch.div(keys, n_nodes, rounding_mode="floor")])
 
 
@@ -104,7 +109,7 @@ def mean_aggregation_adjacency(edge_index, n_nodes, presorted=False):
     An edge index already in :func:`target_major` order is used as it is; ``presorted=True`` says so
     without the check (the training batches' graphs of ``drop_batch_edges``, cut from a target-major index)."""
     if not presorted:
-        keys = edge_index[1] * n_nodes + edge_index[0]
+        keys = edge_keys(edge_index, n_nodes)
         if keys.numel() > 1 and not bool((keys[1:] > keys[:-1]).all()):
             edge_index = target_major(edge_index, n_nodes)
     targets, sources = edge_index[1], edge_index[0]
@@ -112,11 +117,6 @@ def mean_aggregation_adjacency(edge_index, n_nodes, presorted=False):
     row_pointers[1:] = torch.bincount(targets, minlength=n_nodes).cumsum(0)
     values = torch.ones(sources.numel(), device=edge_index.device)
     return torch.sparse_csr_tensor(row_pointers, sources, values, size=(n_nodes, n_nodes), check_invariants=False)
-
-
-def edge_keys(edge_index, n_nodes):
-    r"""One integer per edge, ``target * n_nodes + source``: increasing along a :func:`target_major` index."""
-    return edge_index[1] * n_nodes + edge_index[0]
 
 
 def without_pairs(edge_index, n_users, n_nodes, users, items, keys=None):
