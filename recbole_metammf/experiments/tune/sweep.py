@@ -15,7 +15,7 @@ from recbole_metammf.experiments.tune.results import append_test, trial_rows, wr
 from recbole_metammf.experiments.tune.space import load_space, parse_space
 from recbole_metammf.experiments.tune.trial import TRIAL_ONLY_KEYS, tune_trial
 from recbole_metammf.files import make_output_dir, read_yaml, write_json
-from recbole_metammf.utils import to_plain
+from recbole_metammf.utils import require_int, require_number, to_plain
 
 SETTINGS_FILE = "sweep_settings.json"
 
@@ -103,27 +103,18 @@ def check_sweep_options(num_samples=1, cpus_per_trial=None, gpus_per_trial=None,
     r"""The sweep's own options, before anything is written or Ray starts (a bad one would otherwise stop
     Ray Tune with a traceback, or start a sweep that runs no trial); raises :class:`ConfigError` naming the
     option, the value and what is accepted."""
-
-    def number(value):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-    def integer(value):
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    checks = [
-        ("--num-samples", num_samples, integer(num_samples) and num_samples >= 1, "an integer >= 1"),
-        ("--max-failures", max_failures, integer(max_failures) and max_failures >= 0, "an integer >= 0"),
-        ("--grace-period", grace_period, integer(grace_period) and grace_period >= 1, "an integer >= 1 (epochs)"),
-        ("--reduction-factor", reduction_factor, integer(reduction_factor) and reduction_factor >= 2, "an integer >= 2"),
-        ("--verbose", verbose, integer(verbose) and 0 <= verbose <= 3, "0, 1, 2 or 3"),
-        ("--cpus-per-trial", cpus_per_trial, cpus_per_trial is None or (number(cpus_per_trial) and cpus_per_trial > 0),
-         "a number > 0"),
-        ("--gpus-per-trial", gpus_per_trial, gpus_per_trial is None or (number(gpus_per_trial) and gpus_per_trial >= 0),
-         "a number >= 0 (fractions share a GPU)"),
-    ]
-    for option, value, ok, accepted in checks:
-        if not ok:
-            raise ConfigError(f"{option}: got {value!r}; expected {accepted}")
+    options = {"--num-samples": num_samples, "--max-failures": max_failures, "--grace-period": grace_period,
+               "--reduction-factor": reduction_factor, "--verbose": verbose,
+               "--cpus-per-trial": cpus_per_trial, "--gpus-per-trial": gpus_per_trial}
+    require_int(options, "--num-samples", 1)
+    require_int(options, "--max-failures", 0)
+    require_int(options, "--grace-period", 1, "epochs")
+    require_int(options, "--reduction-factor", 2)
+    require_number(options, "--verbose", lambda v: isinstance(v, int) and 0 <= v <= 3, "0, 1, 2 or 3")
+    if cpus_per_trial is not None:
+        require_number(options, "--cpus-per-trial", lambda v: v > 0, "a number > 0")
+    if gpus_per_trial is not None:
+        require_number(options, "--gpus-per-trial", lambda v: v >= 0, "a number >= 0 (fractions share a GPU)")
 
 
 def run_sweep(
