@@ -11,6 +11,7 @@ _DATA_ROOT = REPO_ROOT if os.path.isfile(os.path.join(REPO_ROOT, "properties", "
 PROPERTIES_DIR = os.path.join(_DATA_ROOT, "properties")
 DATASET_DIR = os.path.join(_DATA_ROOT, "dataset")
 MODEL_PROPERTIES_DIR = os.path.join(PROPERTIES_DIR, "model")
+TUNE_SPACES_DIR = os.path.join(PROPERTIES_DIR, "tune")  # the search spaces of run_tune.py (--space)
 
 
 def model_yaml(model):
@@ -18,5 +19,3 @@ def model_yaml(model):
     model has none)."""
     return os.path.join(MODEL_PROPERTIES_DIR, f"{model}.yaml")
 
-
-TUNE_SPACES_DIR = os.path.join(PROPERTIES_DIR, "tune")  # the search spaces of run_tune.py (--space)
