@@ -77,12 +77,13 @@ def ddp_without_buffer_sync(module, device_ids):
 
 
 def make_recbole_dirs(config):
-    r"""Create the folders RecBole creates at the start of every process (``log/<model>/``, relative to
-    the working directory, and ``checkpoint_dir``) before several processes start at once.
+    r"""Create the folders RecBole creates at the start of every run (``log/<model>/``, relative to the
+    working directory, and ``checkpoint_dir``) before RecBole does: runs, trials or processes started
+    together (two benchmarks side by side, a sweep, a multi-process run) race there.
 
     RecBole 1.2.1's ``ensure_dir`` tests for the folder, then creates it without ``exist_ok``: when two
     processes start together both can see it missing and one stops with ``FileExistsError: './log'``
-    (seen with two processes of BPR on tiktok). Remove when ``ensure_dir`` passes ``exist_ok=True``.
+    (seen with two processes of BPR on tiktok, and two VBPR runs started together). Remove when ``ensure_dir`` passes ``exist_ok=True``.
     """
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)

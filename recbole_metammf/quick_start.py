@@ -11,6 +11,7 @@ from recbole.utils import get_environment, init_logger, set_color
 
 from recbole_metammf import distributed
 from recbole_metammf.checkpoint import load_checkpoint, rebuild_settings, restore_model
+from recbole_metammf.compat import make_recbole_dirs
 from recbole_metammf.config import Config
 from recbole_metammf.distributed import command_line, plain_result  # noqa: F401 - part of this module's API
 from recbole_metammf.pipeline import build, build_model, load_data, make_config, seed_everything, train_and_test
@@ -47,7 +48,8 @@ def start_logging(config):
     handlers of an earlier run in this process are removed (and its file closed) first: RecBole's
     ``logging.basicConfig`` does nothing once the root logger has handlers, so a second run in one
     process (a notebook, a script training two models) wrote into the first run's file and left its own
-    empty."""
+    empty. RecBole's folders are made first: two runs started together raced in its ``ensure_dir``."""
+    make_recbole_dirs(config)
     logger = getLogger()
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)

@@ -338,6 +338,21 @@ def test_two_runs_in_one_process_each_log_to_their_own_file(tiny_config, monkeyp
         assert log.count("INFO  command: ") == 1 and f"{model}(" in log  # its own run, and only that one
 
 
+def test_runs_started_together_do_not_race_for_the_log_folder(tiny_config, monkeypatch):
+    import recbole.utils.logger as recbole_logger
+
+    from recbole_metammf.quick_start import objective_function
+
+    def racing_ensure_dir(path):  # RecBole's test-then-create, with another process creating in between
+        if not os.path.exists(path):
+            os.makedirs(path)
+            os.makedirs(path)
+
+    monkeypatch.setattr(recbole_logger, "ensure_dir", racing_ensure_dir)
+    objective_function(config_dict={**tiny_config, "model": "BPR", "dataset": "tiny", "epochs": 1}, saved=False, command_line=False)
+    assert glob.glob(os.path.join("log", "BPR", "*.log"))
+
+
 def test_a_redirected_run_prints_no_progress_bars_and_no_known_warnings(workdir):
     settings = yaml.safe_load((workdir / "tiny.yaml").read_text())
     del settings["show_progress"]  # RecBole's default (True): the bars are dropped because stderr is a pipe

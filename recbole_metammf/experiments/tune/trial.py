@@ -40,6 +40,7 @@ def tune_trial(params, fixed=None, metric="ndcg@20", threads=1):
     import torch
     from recbole.utils import init_logger
 
+    from recbole_metammf.compat import make_recbole_dirs
     from recbole_metammf.pipeline import build, make_config, train_and_test
     from recbole_metammf.registry import get_trainer
 
@@ -51,6 +52,7 @@ def tune_trial(params, fixed=None, metric="ndcg@20", threads=1):
     config_dict["show_progress"] = False
     config_dict.setdefault("state", "warning")
     config = make_config(config_dict=config_dict, command_line=False)  # not the Ray worker's sys.argv
+    make_recbole_dirs(config)  # trials start together: RecBole's ensure_dir races
     init_logger(config)  # into the trial's directory (Ray runs each trial there)
     trainer_class = _reporting_trainer(get_trainer(config["MODEL_TYPE"], config["model"]), metric)
     train_and_test(build(config, trainer_class=trainer_class), saved=False, verbose=False, test=False)
