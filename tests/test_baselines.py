@@ -248,11 +248,55 @@ def test_mmgcn_trains_its_id_embeddings_and_preferences(tiny_config):
     assert projected.layers[0][0].combine.in_features == 16
 
 
+@pytest.mark.parametrize("regularization", ["factors", "embeddings", "parameters"])
+def test_vbpr_regularizers_weigh_what_their_reference_does(regularization, tiny_config):
+    """factors (the VBPR paper): the batch's latent factors and biases, E and beta' free; embeddings (MMRec):
+    the batch's representations, so E too; parameters (Eq. 19): everything, items outside the batch too."""
+    _, model, train_data, _, _ = build("VBPR", {**tiny_config, "regularization": regularization})
+    batch = next(iter(train_data))
+    users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    model.zero_grad()
+    model.regularizer(users, pos, neg).backward()
+    projection_grad = sum(p.grad.abs().sum() for p in model.projection.parameters() if p.grad is not None)
+    outside = torch.ones(model.n_items, dtype=torch.bool)
+    outside[torch.cat([pos, neg])] = False
+    outside_grad = model.item_embedding.weight.grad[outside].abs().sum()
+    if regularization == "factors":
+        assert projection_grad == 0 and model.feature_bias.weight.grad is None and outside_grad == 0
+        batch_factors = [model.user_embedding(users), model.item_embedding(torch.cat([pos, neg])),
+                         model.item_bias_embedding(torch.cat([pos, neg]))]
+        expected = sum(f.pow(2).sum() for f in batch_factors) / len(users)
+        torch.testing.assert_close(model.regularizer(users, pos, neg), expected)
+    elif regularization == "embeddings":
+        assert projection_grad > 0 and outside_grad == 0
+    else:
+        assert projection_grad > 0 and outside_grad > 0
+
+
+def test_vbpr_score_probe_reads_a_checkpoint(tiny_config):
+    """docs/scripts/probe_vbpr_scores.py (docs/BASELINES.md, "VBPR against its references"): one line per part of
+    Eq. 2 and the top-20 popularity; a checkpoint of another model is refused by name."""
+    script = os.path.join(REPO_ROOT, "docs", "scripts", "probe_vbpr_scores.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for model_name in ("VBPR", "BPR"):
+        checkpoint = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})["checkpoint"]
+        done = subprocess.run([sys.executable, script, checkpoint], capture_output=True, text=True, timeout=300, env=env)
+        if model_name == "VBPR":
+            assert done.returncode == 0, done.stderr
+            parts = [line for line in done.stdout.splitlines() if "Spearman with popularity" in line]
+            assert [line.split("item norm")[0].strip() for line in parts] == [
+                "latent factors", "content (theta_u . E f_i)", "item bias"]
+            assert "top-20 mean popularity" in done.stdout
+        else:
+            assert done.returncode == 1 and "holds a BPR, not a VBPR" in done.stderr
+
+
 @pytest.mark.parametrize(
     "model_name,override,key",
     [
         ("VBPR", {"feature_embedding_size": 0}, "feature_embedding_size"),
         ("VBPR", {"item_bias": "yes"}, "item_bias"),
+        ("VBPR", {"regularization": "l2"}, "regularization"),
         ("EarlyFusion_MF", {"fusion_layers": []}, "fusion_layers"),
         ("LateFusion_GCN", {"n_layers": 0}, "n_layers"),
         ("MMGCN", {"combination": "mean"}, "combination"),

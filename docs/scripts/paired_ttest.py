@@ -22,6 +22,8 @@ from scipy import stats
 
 def read_runs(source, label):
     r"""The runs of ``label`` in a benchmark folder (every run JSON of its ``runs/``) or a runs.csv."""
+    if not os.path.exists(source):
+        raise SystemExit(f"error: {source}: no such benchmark folder or runs.csv (run_benchmark.py --output writes them)")
     if os.path.isdir(source):
         rows = []
         for path in sorted(glob.glob(os.path.join(source, "runs", "*.json"))):

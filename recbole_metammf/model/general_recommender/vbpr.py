@@ -12,12 +12,20 @@ He & McAuley, "VBPR: Visual Bayesian Personalized Ranking from Implicit Feedback
   they are left out; the item bias ``beta_i + beta' . f_i`` is kept (``item_bias: True``).
 
 As an inner product: ``e_u = [gamma_u ; theta_u ; 1]``, ``e_i = [gamma_i ; E f_i ; beta_i + beta' . f_i]``.
-Trained with BPR and ``reg_weight * ||Phi||^2`` over all parameters (:class:`MultimodalRecommender`).
+Trained with BPR plus ``reg_weight`` times the regulariser named by ``regularization``:
+
+* ``factors`` — the paper's ``lambda_Theta`` term, per training triple ``(u, i, j)``: the squared norms of
+  ``gamma_u, theta_u, gamma_i, gamma_j, beta_i, beta_j``, averaged over the batch; ``E`` and ``beta'`` are
+  not regularised (the paper's ``lambda_E = 0``: they are few and shared by every item);
+* ``embeddings`` — the reference code's (enoche/MMRec ``src/models/vbpr.py``): RecBole's ``EmbLoss`` of the
+  batch's whole representations, ``E f_i`` included;
+* ``parameters`` — Eq. 19 of the MetaMMF paper, ``||Phi||^2`` over all parameters.
 """
 
 import torch
 import torch.nn as nn
 from recbole.model.init import xavier_uniform_initialization
+from recbole.model.loss import EmbLoss
 
 from recbole_metammf.model.abstract_recommender import MultimodalRecommender
 from recbole_metammf.model.layers import ModalityProjection
@@ -25,11 +33,15 @@ from recbole_metammf.utils import ConfigError, require_int
 
 
 class VBPR(MultimodalRecommender):
+    REGULARIZATIONS = ("factors", "embeddings", "parameters")
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_size = config["embedding_size"]
         self.feature_embedding_size = config["feature_embedding_size"]
         self.item_bias = config["item_bias"]
+        self.regularization = config["regularization"]
+        self.emb_loss = EmbLoss()
 
         self.user_embedding = nn.Embedding(self.n_users, self.embedding_size + self.feature_embedding_size)
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size)
@@ -49,6 +61,11 @@ class VBPR(MultimodalRecommender):
         require_int(config, "feature_embedding_size", minimum=1)
         if not isinstance(config["item_bias"], bool):
             raise ConfigError(f"item_bias: got {config['item_bias']!r}; expected True or False")
+        if config["regularization"] not in cls.REGULARIZATIONS:
+            raise ConfigError(
+                f"regularization: got {config['regularization']!r}; expected factors (the VBPR paper's lambda_Theta), "
+                "embeddings (the reference code's EmbLoss) or parameters (Eq. 19, ||Phi||^2)"
+            )
 
     def forward(self, items=None):
         if items is None:
@@ -64,3 +81,15 @@ class VBPR(MultimodalRecommender):
             item_repr.append(bias)
             user_repr.append(torch.ones_like(self.user_embedding.weight[:, :1]))
         return torch.cat(user_repr, dim=1), torch.cat(item_repr, dim=1)
+
+    def regularizer(self, users, pos_items, neg_items):
+        if self.regularization == "parameters":
+            return self.l2_regularizer()
+        if self.regularization == "embeddings":
+            _, item_repr = self.forward(torch.cat([pos_items, neg_items]))
+            return self.emb_loss(self.user_embedding(users), *item_repr.chunk(2))
+        items = torch.cat([pos_items, neg_items])
+        factors = [self.user_embedding(users), self.item_embedding(items)]
+        if self.item_bias:
+            factors.append(self.item_bias_embedding(items))
+        return sum(factor.pow(2).sum() for factor in factors) / users.shape[0]
