@@ -164,6 +164,7 @@ def test_cli_reports_a_bad_value_without_traceback(in_tmp_cwd):
         ({"standardize_meta": 1}, "standardize_meta"),
         ({"center_meta_input": "no"}, "center_meta_input"),
         ({"id_combination": "add"}, "id_combination"),
+        ({"regularization": "l2"}, "regularization"),
     ],
 )
 def test_bad_values_are_refused_before_loading(override, key, tiny_config):
@@ -237,6 +238,27 @@ def test_summed_id_combination_adds_the_fused_features_to_a_full_width_id_embedd
     assert concatenated.item_representation().shape[1] == concatenated.user_embedding.weight.shape[1] == 32
     with pytest.raises(ConfigError, match=r"id_combination: sum .* fused \[8\] .* embedding_size 16"):
         build(model_name, {**settings, "fusion_layers": [8]})
+
+
+@pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN", "LateFusion_MF"])
+def test_embedding_regularization_weighs_the_batch_layer0_embeddings_fused_half_included(model_name, tiny_config):
+    _, model, train_data, _, _ = build(model_name, {**tiny_config, "regularization": "embeddings", "reg_weight": 0.5})
+    batch = next(iter(train_data))
+    users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
+    model.eval()  # no dropout: the same representations twice
+    with torch.no_grad():
+        items = model.item_representation(torch.cat([pos, neg]))
+        expected = model.emb_loss(model.user_embedding(users), *items.chunk(2))
+        torch.testing.assert_close(model.regularizer(users, pos, neg), expected)
+    model.train()
+    model.zero_grad()
+    model.regularizer(users, pos, neg).backward()
+    outside = torch.ones(model.n_items, dtype=torch.bool)
+    outside[torch.cat([pos, neg])] = False
+    assert model.item_embedding.weight.grad[outside].abs().sum() == 0  # only the batch's items
+    fusion = [p for name, p in model.named_parameters() if not name.startswith(("user_embedding", "item_embedding", "gcn"))]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in fusion)  # the fused half is held in check
+    assert torch.isfinite(model.calculate_loss(batch))
 
 
 def test_looking_up_recbole_models_leaves_autograd_anomaly_mode_off():

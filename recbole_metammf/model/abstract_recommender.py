@@ -170,9 +170,15 @@ class FusionMFBackbone(MultimodalRecommender):
     ``id_combination: sum`` makes ``e_i^b = fused_b(x_i) + e_i^c`` instead (``d_m = d_c``): the fused
     features then shift a full-width ID embedding rather than take half of its dimensions, so the
     model can represent every item LightGCN or BPR of the same width can.
+
+    ``regularization``: ``parameters`` = Eq. 19's ``reg_weight * ||Phi||^2`` over all parameters;
+    ``embeddings`` = ``reg_weight`` times RecBole's ``EmbLoss`` of the batch's layer-0 user embeddings and
+    item representations ``e_i``, the fused half included (RecBole LightGCN's convention, and VBPR's
+    reference code's): it keeps ``e_i^m`` from outgrowing the ID half, which Eq. 19 at 1e-6 does not.
     """
 
     ID_COMBINATIONS = ("concat", "sum")
+    REGULARIZATIONS = ("parameters", "embeddings")
 
     branch_weights = (1.0,)
 
@@ -181,6 +187,8 @@ class FusionMFBackbone(MultimodalRecommender):
         self.fusion_layers = list(config["fusion_layers"])
         self.embedding_size = config["embedding_size"]  # d_c
         self.id_combination = config["id_combination"]
+        self.regularization = config["regularization"]
+        self.emb_loss = EmbLoss()
         self.branch_dims = list(self.build_fusion(config))
         if self.id_combination == "sum" and any(dim != self.embedding_size for dim in self.branch_dims):
             raise ConfigError(
@@ -219,6 +227,11 @@ class FusionMFBackbone(MultimodalRecommender):
             raise ConfigError(
                 f"id_combination: got {config['id_combination']!r}; expected concat (e_i = [e_i^m ; e_i^c], Eq. 16) "
                 "or sum (e_i = e_i^m + e_i^c)"
+            )
+        if config["regularization"] not in cls.REGULARIZATIONS:
+            raise ConfigError(
+                f"regularization: got {config['regularization']!r}; expected parameters (Eq. 19) "
+                "or embeddings (RecBole's EmbLoss of the batch's layer-0 embeddings)"
             )
         layers = config["fusion_layers"]
         if (
@@ -271,6 +284,12 @@ class FusionMFBackbone(MultimodalRecommender):
 
     def forward(self, items=None):
         return self.user_embedding.weight, self.item_representation(items)
+
+    def regularizer(self, users, pos_items, neg_items):
+        if self.regularization == "parameters":
+            return self.l2_regularizer()
+        items = self.item_representation(torch.cat([pos_items, neg_items]))
+        return self.emb_loss(self.user_embedding(users), *items.chunk(2))
 
 
 class LearnedGraphLayers:
@@ -390,20 +409,15 @@ class FusionLightGCNBackbone:
     layers averaged. The paper calls MetaMMF model-agnostic (Sec. 4.4); this is the backbone that the
     strongest ID model of the field uses.
 
-    ``regularization``: ``parameters`` = Eq. 19's ``reg_weight * ||Phi||^2`` over all parameters;
-    ``embeddings`` = RecBole LightGCN's convention, ``reg_weight`` times RecBole's ``EmbLoss`` of the
-    batch's layer-0 user, positive and negative item embeddings (the fused part included).
+    ``regularization`` (:class:`FusionMFBackbone`): with ``embeddings`` the layer-0 embeddings of the batch
+    come from the same pass as the propagated ones.
     """
-
-    REGULARIZATIONS = ("parameters", "embeddings")
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         if len(self.branch_dims) != 1:
             raise ConfigError(f"{type(self).__name__}: LightGCN propagation takes one branch, got {len(self.branch_dims)}")
         self.n_layers = config["n_layers"]
-        self.regularization = config["regularization"]
-        self.emb_loss = EmbLoss()
         adjacency = normalized_training_graph(dataset, self.n_users, self.n_items, "symmetric")
         self.register_buffer("norm_adjacency", adjacency, persistent=False)
 
@@ -411,11 +425,6 @@ class FusionLightGCNBackbone:
     def check_config(cls, config):
         super().check_config(config)
         require_int(config, "n_layers", minimum=0)
-        if config["regularization"] not in cls.REGULARIZATIONS:
-            raise ConfigError(
-                f"regularization: got {config['regularization']!r}; expected parameters (Eq. 19) "
-                "or embeddings (RecBole LightGCN's EmbLoss of the batch's layer-0 embeddings)"
-            )
 
     def propagate(self):
         r"""Layer-0 embeddings of all users and items (``e_u``, ``[e_i^m ; e_i^c]``) and their LightGCN outputs."""
