@@ -179,6 +179,7 @@ class FusionMFBackbone(MultimodalRecommender):
 
     ID_COMBINATIONS = ("concat", "sum")
     REGULARIZATIONS = ("parameters", "embeddings")
+    scores_layer0 = True  # the scored representations are the layer-0 ones (a graph backbone sets False)
 
     branch_weights = (1.0,)
 
@@ -291,6 +292,15 @@ class FusionMFBackbone(MultimodalRecommender):
         items = self.item_representation(torch.cat([pos_items, neg_items]))
         return self.emb_loss(self.user_embedding(users), *items.chunk(2))
 
+    def calculate_loss(self, interaction):
+        if self.regularization == "parameters" or not self.scores_layer0:
+            return super().calculate_loss(interaction)
+        # on MF the scored embeddings are the layer-0 ones: one fusion pass serves BPR and EmbLoss
+        users = interaction[self.USER_ID]
+        user_e = self.user_embedding(users)
+        pos_e, neg_e = self.item_representation(torch.cat([interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]])).chunk(2)
+        return self.bpr_loss(user_e, pos_e, neg_e) + self.reg_weight * self.emb_loss(user_e, pos_e, neg_e)
+
 
 class LearnedGraphLayers:
     r"""Mixin of the graph models whose layers have weights and a LeakyReLU (GraphSAGE-style Eq. 18, GAT):
@@ -370,6 +380,8 @@ class FusionGCNBackbone(LearnedGraphLayers):
     products of the layer-``L`` outputs. One branch is exactly MetaMMF_GCN.
     """
 
+    scores_layer0 = False
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.n_layers = config["n_layers"]
@@ -412,6 +424,8 @@ class FusionLightGCNBackbone:
     ``regularization`` (:class:`FusionMFBackbone`): with ``embeddings`` the layer-0 embeddings of the batch
     come from the same pass as the propagated ones.
     """
+
+    scores_layer0 = False
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
