@@ -57,7 +57,7 @@ def recommend_topk(
 
     ``users`` are original user tokens (strings); returns ``{user: [item token, ...]}``, or lists of
     ``(item token, score)`` pairs with ``with_scores``. A user with fewer than ``topk`` unseen items
-    gets all of them.
+    gets all of them. Tied scores are ordered by internal item id, so the lists of two ``topk`` agree.
     """
     users = [str(user) for user in users]
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
@@ -81,7 +81,10 @@ def recommend_topk(
         columns = np.concatenate([seen.indices[start:end] for start, end in zip(starts, ends)]) if len(batch) else []
         scores[torch.from_numpy(rows), torch.as_tensor(columns, dtype=torch.long)] = -torch.inf  # the training items
         k = min(topk, scores.shape[1])
-        top_scores, top_items = torch.topk(scores, k, dim=1)
+        # a stable sort breaks ties by item id, so a user's top-K is the prefix of any longer top list
+        # (torch.topk orders tied items arbitrarily)
+        top_scores, top_items = torch.sort(scores, dim=1, descending=True, stable=True)
+        top_scores, top_items = top_scores[:, :k], top_items[:, :k]
         for row, user in enumerate(users[start : start + batch_size]):
             keep = torch.isfinite(top_scores[row])  # fewer unseen items than topk
             tokens = train_dataset.id2token(train_dataset.iid_field, top_items[row][keep].numpy())

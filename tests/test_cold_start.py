@@ -229,6 +229,17 @@ def test_new_items_join_a_trained_model_and_can_be_recommended(trained, tiny_con
     runpy.run_path(SCRIPT, run_name="__main__")
 
 
+def test_tied_scores_are_ordered_by_item_id_so_a_short_list_is_a_prefix_of_a_long_one(trained, monkeypatch):
+    _, model, _, train_data, _, _ = load_data_and_model(trained)
+    dataset = train_data.dataset
+    monkeypatch.setattr(model, "full_sort_predict", lambda interaction: torch.zeros(len(interaction[model.USER_ID]), model.n_items))
+    short, long = (recommend_topk(model, dataset, ["3", "17"], topk=k) for k in (3, 40))
+    seen = set(dataset.inter_matrix(form="csr")[int(dataset.token2id(dataset.uid_field, "3"))].indices)
+    unseen = [i for i in range(1, model.n_items) if i not in seen]
+    assert short["3"] == [str(t) for t in dataset.id2token(dataset.iid_field, unseen[:3])]
+    assert all(long[user][:3] == short[user] for user in short)
+
+
 @pytest.mark.parametrize(
     "rows, header, message",
     [
