@@ -101,9 +101,11 @@ class RepresentationRecommender(GeneralRecommender):
         r"""``||Phi||^2`` over all parameters (Eq. 19)."""
         return sum(parameter.pow(2).sum() for parameter in self.parameters())
 
-    def regularizer(self, users, pos_items, neg_items):
+    def regularizer(self, users, pos_items, neg_items, scored_items=None):
         r"""The term weighted by ``reg_weight`` in the loss; Eq. 19's :meth:`l2_regularizer` unless a
-        model follows another reference (GRCN and MMGCN regularise the batch's embeddings)."""
+        model follows another reference (GRCN and MMGCN regularise the batch's embeddings).
+        ``scored_items``: the positive and negative items' representations of the pass that scored them
+        (:meth:`calculate_loss`), for a regulariser of those representations not to compute them again."""
         return self.l2_regularizer()
 
     def bpr_loss(self, user_e, pos_e, neg_e):
@@ -116,7 +118,7 @@ class RepresentationRecommender(GeneralRecommender):
         user_all, item_repr = self.forward(torch.cat([pos_items, neg_items]))
         pos_e, neg_e = item_repr.chunk(2)
         bpr = self.bpr_loss(user_all[users], pos_e, neg_e)
-        return bpr + self.reg_weight * self.regularizer(users, pos_items, neg_items)
+        return bpr + self.reg_weight * self.regularizer(users, pos_items, neg_items, (pos_e, neg_e))
 
     def predict(self, interaction):
         user_all, item_all = self.all_representations()
@@ -286,20 +288,12 @@ class FusionMFBackbone(MultimodalRecommender):
     def forward(self, items=None):
         return self.user_embedding.weight, self.item_representation(items)
 
-    def regularizer(self, users, pos_items, neg_items):
+    def regularizer(self, users, pos_items, neg_items, scored_items=None):
         if self.regularization == "parameters":
             return self.l2_regularizer()
-        items = self.item_representation(torch.cat([pos_items, neg_items]))
-        return self.emb_loss(self.user_embedding(users), *items.chunk(2))
-
-    def calculate_loss(self, interaction):
-        if self.regularization == "parameters" or not self.scores_layer0:
-            return super().calculate_loss(interaction)
-        # on MF the scored embeddings are the layer-0 ones: one fusion pass serves BPR and EmbLoss
-        users = interaction[self.USER_ID]
-        user_e = self.user_embedding(users)
-        pos_e, neg_e = self.item_representation(torch.cat([interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]])).chunk(2)
-        return self.bpr_loss(user_e, pos_e, neg_e) + self.reg_weight * self.emb_loss(user_e, pos_e, neg_e)
+        if scored_items is None or not self.scores_layer0:  # on MF the scored items are the layer-0 ones
+            scored_items = self.item_representation(torch.cat([pos_items, neg_items])).chunk(2)
+        return self.emb_loss(self.user_embedding(users), *scored_items)
 
 
 class LearnedGraphLayers:

@@ -144,7 +144,7 @@ class GRCN(MultimodalRecommender):
         user_all, item_all = torch.split(representation, [self.n_users, self.n_items])
         return user_all, (item_all if items is None else item_all[items])
 
-    def regularizer(self, users, pos_items, neg_items):
+    def regularizer(self, users, pos_items, neg_items, scored_items=None):
         r"""The reference's ``reg_loss``: mean over the batch (and the dimensions) of the squared ID
         embeddings of the users and items and of the users' preferences; MLPs and confidences are not
         regularised."""

@@ -119,7 +119,7 @@ class MMGCN(MultimodalRecommender):
         user_all, item_all = torch.split(representation, [self.n_users, self.n_items])
         return user_all, (item_all if items is None else item_all[items])
 
-    def regularizer(self, users, pos_items, neg_items):
+    def regularizer(self, users, pos_items, neg_items, scored_items=None):
         r"""The reference's ``reg_embedding_loss``: the batch mean of the squared ID embeddings of users
         and items, plus the mean squared preference (all users; the reference takes the visual
         modality's only, here every modality's)."""

@@ -82,13 +82,14 @@ class VBPR(MultimodalRecommender):
             user_repr.append(torch.ones_like(self.user_embedding.weight[:, :1]))
         return torch.cat(user_repr, dim=1), torch.cat(item_repr, dim=1)
 
-    def regularizer(self, users, pos_items, neg_items):
+    def regularizer(self, users, pos_items, neg_items, scored_items=None):
         if self.regularization == "parameters":
             return self.l2_regularizer()
-        if self.regularization == "embeddings":
-            _, item_repr = self.forward(torch.cat([pos_items, neg_items]))
-            return self.emb_loss(self.user_embedding(users), *item_repr.chunk(2))
         items = torch.cat([pos_items, neg_items])
+        if self.regularization == "embeddings":
+            if scored_items is None:
+                scored_items = self.forward(items)[1].chunk(2)
+            return self.emb_loss(self.user_embedding(users), *scored_items)
         factors = [self.user_embedding(users), self.item_embedding(items)]
         if self.item_bias:
             factors.append(self.item_bias_embedding(items))
