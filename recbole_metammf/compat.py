@@ -83,7 +83,8 @@ def make_recbole_dirs(config):
 
     RecBole 1.2.1's ``ensure_dir`` tests for the folder, then creates it without ``exist_ok``: when two
     processes start together both can see it missing and one stops with ``FileExistsError: './log'``
-    (seen with two processes of BPR on tiktok, and two VBPR runs started together). Remove when ``ensure_dir`` passes ``exist_ok=True``.
+    (seen with two processes of BPR on tiktok, and two VBPR runs started together). Remove when
+    ``ensure_dir`` passes ``exist_ok=True``.
     """
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
     os.makedirs(config["checkpoint_dir"], exist_ok=True)

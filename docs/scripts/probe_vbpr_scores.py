@@ -7,7 +7,8 @@ VBPR's score is a sum of three inner products (Eq. 2): the latent factors ``gamm
 ``run_recbole_metammf.py`` or ``run_benchmark.py``) it prints, per part, the mean norm of the items' part, the mean
 over users of the standard deviation of that part's scores across items (the part with the largest spread is the one
 that ranks), and the Spearman correlation between each item's score from that part, averaged over users, and its
-number of training interactions; then the mean training popularity of the top-20 lists (training items not removed; Pop's: the 20 most popular).
+number of training interactions; then the mean training popularity of the top-20 lists (training items not
+removed; Pop's: the 20 most popular).
 """
 
 import sys
