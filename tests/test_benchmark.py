@@ -186,6 +186,25 @@ def test_shipped_presets_build_valid_runs(name, tiny_yaml):
     plan.check_runs(runs)  # every variant is a valid config (the models' own checks)
 
 
+def test_preset_base_lies_under_every_variant_and_keeps_paper_labels_meaning_the_paper(tiny_yaml, tmp_path):
+    path = tmp_path / "pinned.yaml"
+    path.write_text(yaml.safe_dump({"models": ["BPR"], "base": {"reg_weight": 0.5, "epochs": 3},
+                                    "variants": {"a": {}, "b": {"reg_weight": 0.1}}}))
+    runs = plan.build_runs("tiny", ["BPR"], [1], {"epochs": 1}, [tiny_yaml], plan.load_preset(str(path)))
+    assert [(run.variant, run.config_dict["reg_weight"], run.config_dict["epochs"]) for run in runs] == [
+        ("a", 0.5, 1), ("b", 0.1, 1)]  # the variant wins over the base, the command line over both
+    path.write_text(yaml.safe_dump({"models": ["BPR"], "base": [1], "variants": {"a": {}}}))
+    with pytest.raises(ConfigError, match="'base' must be a dict"):
+        plan.load_preset(str(path))
+    # the selection tables' "paper" rows stay the paper's settings whatever today's defaults are
+    for name in ("gcn_activation", "gcn_choices"):
+        preset = plan.load_preset(name)
+        run = plan.build_runs("tiny", ["MetaMMF_GCN"], [1], {}, [tiny_yaml], preset)[0]
+        assert run.variant == "paper"
+        assert {key: run.config_dict[key] for key in ("negative_slope", "drop_batch_edges", "normalize_modalities")} == {
+            "negative_slope": 0.01, "drop_batch_edges": False, "normalize_modalities": True}
+
+
 def test_run_identity_and_harmonisation(tiny_yaml, tmp_path):
     base = plan.build_runs("tiny", ["BPR", "MetaMMF_GCN"], [1, 2], {"epochs": 1}, [tiny_yaml])
     assert [(r.label, r.seed) for r in base] == [("BPR", 1), ("MetaMMF_GCN", 1), ("BPR", 2), ("MetaMMF_GCN", 2)]

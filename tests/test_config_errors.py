@@ -113,8 +113,8 @@ SCRIPT_OPTIONS = {
 
 
 def _setting_dicts(node):
-    """Every dict of settings in a benchmark preset / models file (values of common, models.X, variants.X)."""
-    for key in ("common",):
+    """Every dict of settings in a benchmark preset / models file (common, base, models.X, variants.X)."""
+    for key in ("common", "base"):
         if isinstance(node.get(key), dict):
             yield node[key]
     for key in ("models", "variants"):

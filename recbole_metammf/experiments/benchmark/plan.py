@@ -59,8 +59,10 @@ def parse_seeds(text):
 
 def load_preset(name_or_path):
     r"""A preset: ``properties/benchmark/<name>.yaml`` or a YAML file of the same form (``title``,
-    ``models``, ``variants``: label -> overrides, optionally ``plot_against``, ``movielens_meta_parameters`` and
-    ``floor``: False to leave out the floor model (Pop), which a preset otherwise runs beside its variants)."""
+    ``models``, ``variants``: label -> overrides, optionally ``base``: overrides under every variant, ``plot_against``,
+    ``movielens_meta_parameters`` and ``floor``: False to leave out the floor model (Pop), which a preset otherwise
+    runs beside its variants). A preset that compares choices against a model's defaults of one day pins them in
+    ``base``, so that its labels ("paper", "defaults") keep their meaning when the defaults change."""
     path = name_or_path if os.path.isfile(name_or_path) else os.path.join(BENCHMARK_DIR, f"{name_or_path}.yaml")
     if not os.path.isfile(path) or os.path.abspath(path) == os.path.abspath(HARMONISATION_FILE):
         raise ConfigError(f"preset: {name_or_path!r} is neither a YAML file nor one of {', '.join(preset_names())}")
@@ -68,6 +70,8 @@ def load_preset(name_or_path):
     variants = preset.get("variants")
     if not isinstance(variants, dict) or not variants or not all(isinstance(v, dict) for v in variants.values()):
         raise ConfigError(f"preset {path}: 'variants' must map each label to a dict of overrides")
+    if not isinstance(preset.get("base", {}), dict):
+        raise ConfigError(f"preset {path}: 'base' must be a dict of overrides under every variant; got {preset['base']!r}")
     if not isinstance(preset.get("models", []), list):
         raise ConfigError(f"preset {path}: 'models' must be a list of model names")
     if not isinstance(preset.get("floor", True), bool):
@@ -118,7 +122,8 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
         from_files.update(read_yaml(path))
     for key in ("model", "dataset", *RUNNER_KEYS):
         from_files.pop(key, None)
-    variants = preset["variants"] if preset else {None: {}}
+    base = dict(preset.get("base") or {}) if preset else {}
+    variants = {label: {**base, **overrides} for label, overrides in preset["variants"].items()} if preset else {None: {}}
     models = list(dict.fromkeys(models))  # once each, in the order given
     for model in models:
         get_model(model)  # an unknown name fails now, with close matches
