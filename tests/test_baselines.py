@@ -610,6 +610,16 @@ def test_bm3_loss_without_dropout_and_identity_predictor_reduces_to_cosine_align
     torch.testing.assert_close(scores, h_i @ h_u[3], atol=1e-5, rtol=1e-5)
 
 
+def test_bm3_predictor_bias_starts_as_pytorchs_unless_zero_is_asked(tiny_config):
+    """The reference keeps nn.Linear's default bias, which outweighs W h at initialisation (every f(h_u) alike)."""
+    _, reference, _, _, _ = build("BM3", tiny_config)
+    assert reference.predictor.bias.abs().sum() > 0
+    _, zeroed, _, _, _ = build("BM3", {**tiny_config, "zero_predictor_bias": True})
+    assert torch.equal(zeroed.predictor.bias, torch.zeros(64))
+    with pytest.raises(ConfigError, match="zero_predictor_bias: got 'yes'"):
+        build("BM3", {**tiny_config, "zero_predictor_bias": "yes"})
+
+
 def test_bm3_and_freedom_fine_tune_their_features_as_an_offset(tiny_config):
     for name in ["BM3", "FREEDOM"]:
         _, model, train_data, _, _ = build(name, tiny_config)

@@ -37,7 +37,11 @@ Differs from the reference, and why:
   O(n_items) per step), so a repeated item of a batch gets its own dropout mask;
 * RecBole's padding item 0 takes part in the LightGCN propagation (it has no edges) and in ``n_items``;
 * the training loop, early stopping (10 epochs without a better validation NDCG@20, the reference:
-  20 on recall@20) and the evaluation (RecBole's full ranking) are the plugin's.
+  20 on recall@20) and the evaluation (RecBole's full ranking) are the plugin's. On tiktok this one matters:
+  the first epochs rank by popularity (the predictor's bias outweighs the small ID part, so every ``f(h_u)`` is
+  nearly the same vector), validation then dips before BM3 learns, and 10 epochs of patience stop it in the
+  dip (docs/BASELINES.md, "What held BM3 at Pop's level"). ``zero_predictor_bias`` (not the reference's) starts
+  the bias at zero, for that check.
 """
 
 import torch
@@ -68,7 +72,9 @@ class BM3(MultimodalRecommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)  # as the reference
         nn.init.xavier_uniform_(self.item_embedding.weight)
         self.predictor = nn.Linear(self.embedding_size, self.embedding_size)
-        nn.init.xavier_normal_(self.predictor.weight)  # as the reference; bias: PyTorch's default
+        nn.init.xavier_normal_(self.predictor.weight)  # as the reference
+        if config["zero_predictor_bias"]:  # else PyTorch's default, as the reference
+            nn.init.zeros_(self.predictor.bias)
         self.projection = ModalityProjection(self.modality_dims, self.embedding_size)
         for layer in self.projection.projections:
             nn.init.xavier_normal_(layer.weight)
@@ -85,8 +91,9 @@ class BM3(MultimodalRecommender):
         weight = config["cl_weight"]
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise ConfigError(f"cl_weight: got {weight!r}; expected a number >= 0")
-        if not isinstance(config["fine_tune_features"], bool):
-            raise ConfigError(f"fine_tune_features: got {config['fine_tune_features']!r}; expected True or False")
+        for key in ("fine_tune_features", "zero_predictor_bias"):
+            if not isinstance(config[key], bool):
+                raise ConfigError(f"{key}: got {config[key]!r}; expected True or False")
 
     def online(self):
         r"""The online graph representations ``h_u`` and ``h_i + e_i`` of all users and items."""
