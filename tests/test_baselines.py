@@ -620,6 +620,24 @@ def test_bm3_predictor_bias_starts_as_pytorchs_unless_zero_is_asked(tiny_config)
         build("BM3", {**tiny_config, "zero_predictor_bias": "yes"})
 
 
+def test_bm3_view_probe_reads_a_checkpoint_and_refuses_another_model(tiny_config):
+    """docs/scripts/probe_bm3_views.py (docs/BASELINES.md, "What held BM3 at Pop's level"): the cosines of each
+    modality's projection and of the users' and items' views, their popularity; another model is refused by name."""
+    script = os.path.join(REPO_ROOT, "docs", "scripts", "probe_bm3_views.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for model_name in ("BM3", "BPR"):
+        checkpoint = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})["checkpoint"]
+        done = subprocess.run([sys.executable, script, checkpoint], capture_output=True, text=True, timeout=300, env=env)
+        if model_name == "BM3":
+            assert done.returncode == 0, done.stderr
+            projections = [line.split()[2] for line in done.stdout.splitlines() if "projection of" in line]
+            assert projections == list(tiny_config["modalities"])  # one line per modality, in order
+            for view in ("f(h_i)", "f(h_u)", "Spearman(||f(h_i)||, popularity)", "top-20 mean popularity"):
+                assert view in done.stdout
+        else:
+            assert done.returncode == 1 and "holds a BPR, not a BM3" in done.stderr
+
+
 def test_bm3_and_freedom_fine_tune_their_features_as_an_offset(tiny_config):
     for name in ["BM3", "FREEDOM"]:
         _, model, train_data, _, _ = build(name, tiny_config)

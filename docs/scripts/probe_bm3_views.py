@@ -13,16 +13,10 @@ training interactions; and the mean training popularity of the top-20 lists of a
 removed; Pop's: the 20 most popular).
 """
 
-import sys
-
 import torch
 from scipy.stats import spearmanr
 
-from recbole_metammf.cmdline import parse_settings
-from recbole_metammf.pipeline import build_model, load_data, make_config
-from recbole_metammf.quick_start import load_data_and_model
-
-from probe_gcn_spread import mean_pairwise_cosine
+from probe_gcn_spread import mean_pairwise_cosine, probed_models
 
 
 @torch.no_grad()
@@ -50,23 +44,8 @@ def report(name, model, train_dataset):
 
 
 def main():
-    arguments = sys.argv[1:]
-    if arguments and arguments[0] in ("-h", "--help"):
-        print(__doc__)
-        return
-    checkpoints = [a for a in arguments if not a.startswith("--")]
-    if checkpoints:
-        for checkpoint in checkpoints:
-            config, model, _, train_data, _, _ = load_data_and_model(checkpoint)
-            name = f"{config['model']} ({checkpoint}), normalize_modalities {config['normalize_modalities']}"
-            report(name, model, train_data.dataset)
-        return
-    settings = parse_settings([a for a in arguments if a.startswith("--")])
-    dataset_name = settings.pop("dataset", "tiktok")
-    sys.argv = sys.argv[:1]
-    config = make_config("BM3", dataset_name, config_dict=settings, command_line=False)
-    data = load_data(config)
-    report(f"BM3 at initialisation {settings}", build_model(config, data), data.train.dataset)
+    for name, config, model, train_dataset in probed_models(__doc__, "BM3"):
+        report(f"{name}, normalize_modalities {config['normalize_modalities']}", model, train_dataset)
 
 
 if __name__ == "__main__":

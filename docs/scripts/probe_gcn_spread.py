@@ -51,23 +51,31 @@ def report(name, model):
         )
 
 
-def main():
+def probed_models(doc, default_model):
+    r"""The models a probe script reports on, from its command line: each checkpoint given (trained), or else the
+    model built at initialisation with the ``--key=value`` settings given (``--model``, ``--dataset``, any key).
+    Yields ``(name, config, model, training dataset)``; ``-h`` prints ``doc`` and yields nothing."""
     arguments = sys.argv[1:]
     if arguments and arguments[0] in ("-h", "--help"):
-        print(__doc__)
+        print(doc)
         return
     checkpoints = [a for a in arguments if not a.startswith("--")]
     if checkpoints:
         for checkpoint in checkpoints:
-            config, model, *_ = load_data_and_model(checkpoint)
-            report(f"{config['model']} ({checkpoint})", model)
+            config, model, _, train_data, _, _ = load_data_and_model(checkpoint)
+            yield f"{config['model']} ({checkpoint})", config, model, train_data.dataset
         return
     settings = parse_settings([a for a in arguments if a.startswith("--")])
-    model_name, dataset = settings.pop("model", "MetaMMF_GCN"), settings.pop("dataset", "tiktok")
+    model_name, dataset = settings.pop("model", default_model), settings.pop("dataset", "tiktok")
     sys.argv = sys.argv[:1]
     config = make_config(model_name, dataset, config_dict=settings, command_line=False)
-    model = build_model(config, load_data(config))
-    report(f"{model_name} at initialisation {settings}", model)
+    data = load_data(config)
+    yield f"{model_name} at initialisation {settings}", config, build_model(config, data), data.train.dataset
+
+
+def main():
+    for name, _, model, _ in probed_models(__doc__, "MetaMMF_GCN"):
+        report(name, model)
 
 
 if __name__ == "__main__":
