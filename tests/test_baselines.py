@@ -273,14 +273,20 @@ def test_vbpr_regularizers_weigh_what_their_reference_does(regularization, tiny_
         assert projection_grad > 0 and outside_grad > 0
 
 
+def probe_checkpoints(script_name, model_names, tiny_config):
+    """Runs docs/scripts/<script_name> on a one-epoch checkpoint of each model; yields (model name, finished process)."""
+    script = os.path.join(REPO_ROOT, "docs", "scripts", script_name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for model_name in model_names:
+        checkpoint = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})["checkpoint"]
+        yield model_name, subprocess.run(
+            [sys.executable, script, checkpoint], capture_output=True, text=True, timeout=300, env=env)
+
+
 def test_vbpr_score_probe_reads_a_checkpoint(tiny_config):
     """docs/scripts/probe_vbpr_scores.py (docs/BASELINES.md, "VBPR against its references"): one line per part of
     Eq. 2 and the top-20 popularity; a checkpoint of another model is refused by name."""
-    script = os.path.join(REPO_ROOT, "docs", "scripts", "probe_vbpr_scores.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for model_name in ("VBPR", "BPR"):
-        checkpoint = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})["checkpoint"]
-        done = subprocess.run([sys.executable, script, checkpoint], capture_output=True, text=True, timeout=300, env=env)
+    for model_name, done in probe_checkpoints("probe_vbpr_scores.py", ("VBPR", "BPR"), tiny_config):
         if model_name == "VBPR":
             assert done.returncode == 0, done.stderr
             parts = [line for line in done.stdout.splitlines() if "Spearman with popularity" in line]
@@ -623,11 +629,7 @@ def test_bm3_predictor_bias_starts_as_pytorchs_unless_zero_is_asked(tiny_config)
 def test_bm3_view_probe_reads_a_checkpoint_and_refuses_another_model(tiny_config):
     """docs/scripts/probe_bm3_views.py (docs/BASELINES.md, "What held BM3 at Pop's level"): the cosines of each
     modality's projection and of the users' and items' views, their popularity; another model is refused by name."""
-    script = os.path.join(REPO_ROOT, "docs", "scripts", "probe_bm3_views.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for model_name in ("BM3", "BPR"):
-        checkpoint = run_recbole_metammf(model_name, "tiny", config_dict={**tiny_config, "epochs": 1})["checkpoint"]
-        done = subprocess.run([sys.executable, script, checkpoint], capture_output=True, text=True, timeout=300, env=env)
+    for model_name, done in probe_checkpoints("probe_bm3_views.py", ("BM3", "BPR"), tiny_config):
         if model_name == "BM3":
             assert done.returncode == 0, done.stderr
             projections = [line.split()[2] for line in done.stdout.splitlines() if "projection of" in line]
