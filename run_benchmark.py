@@ -4,8 +4,9 @@ r"""Side-by-side benchmark of RecBole's and the plugin's models, and the paper's
         --output=results/tiktok [--config_files=a.yaml] [--plot-tsne] [--key=value ...]
 
 Every model x seed runs through recbole_metammf.quick_start.objective_function with the same split,
-negative sampler, evaluator and early stopping (properties/overall.yaml) and the per-model settings of
-properties/benchmark/models.yaml (total embedding size 64). DIR gets one JSON per run (runs/), the
+negative sampler, evaluator and early stopping on validation (properties/overall.yaml) and the settings of
+properties/benchmark/models.yaml: a patience of 50 epochs (the paper's 10 is what single runs keep; add
+--stopping_step=10 for it), the total embedding size 64 and the per-model keys. DIR gets one JSON per run (runs/), the
 summary table (summary.md, summary.csv: mean +- std, improvement of the best MetaMMF model over the
 strongest other model and the paired t-test p-value), efficiency.csv, runs.csv and the plots.
 Repeating the command with the same --output skips the runs already finished.

@@ -7,6 +7,8 @@ import json
 import math
 import os
 import runpy
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -203,6 +205,21 @@ def test_preset_base_lies_under_every_variant_and_keeps_paper_labels_meaning_the
         assert run.variant == "paper"
         assert {key: run.config_dict[key] for key in ("negative_slope", "drop_batch_edges", "normalize_modalities")} == {
             "negative_slope": 0.01, "drop_batch_edges": False, "normalize_modalities": True}
+
+
+@pytest.mark.parametrize("name", SHIPPED_PRESETS)
+def test_benchmark_patience_is_50_and_presets_measured_with_10_keep_it(name, tiny_yaml):
+    """The benchmark's patience (models.yaml) is 50, longer than the paper's 10 that single runs keep; the shipped
+    presets, all measured with 10, pin it so that they reproduce the docs' figures; the command line wins over both."""
+    plain = plan.build_runs("tiny", ["BPR"], [1], {"epochs": 1}, [tiny_yaml])[0]
+    assert plain.config_dict["stopping_step"] == 50
+    with open(os.path.join(PROPERTIES_DIR, "overall.yaml")) as f:
+        assert yaml.safe_load(f)["stopping_step"] == 10
+    preset = plan.load_preset(name)
+    runs = plan.build_runs("tiny", preset["models"], [1], {"epochs": 1}, [tiny_yaml], preset)
+    assert {run.config_dict["stopping_step"] for run in runs} == {10}
+    runs = plan.build_runs("tiny", preset["models"], [1], {"epochs": 1, "stopping_step": 30}, [tiny_yaml], preset)
+    assert {run.config_dict["stopping_step"] for run in runs} == {30}
 
 
 def test_run_identity_and_harmonisation(tiny_yaml, tmp_path):
@@ -425,3 +442,37 @@ def test_tsne_skips_a_model_without_representations_and_draws_the_others(tiny_ya
     with open(out / "tsne.json") as f:
         assert set(json.load(f)) == {"BPR"}
     assert_png(out / "tsne.png")  # Pop skipped (with a warning in the log), no traceback
+
+
+def test_patience_replay_reselects_what_early_stopping_selected(tiny_yaml, in_tmp_cwd):
+    """docs/scripts/patience_replay.py (docs/RESULTS.md, "The protocol's patience"): replayed on a run's saved
+    validation curve with the run's own patience, RecBole's rule selects the run's best epoch and ends where the
+    run ended; a longer patience than the run's own is marked open-ended when the curve stops short."""
+    out = in_tmp_cwd / "bench"
+    result = cli()(["--dataset=tiny", "--models=BPR", "--seeds=1", f"--output={out}", f"--config_files={tiny_yaml}",
+                    "--epochs=15", "--stopping_step=1", "--no-progress"])
+    assert not result["failures"]
+    assert "- early stopping: validation NDCG@20, patience 1 epochs (`stopping_step`)" in (out / "summary.md").read_text()
+    (path,) = glob.glob(str(out / "runs" / "*.json"))
+    with open(path) as f:
+        run = json.load(f)
+    script = runpy.run_path(os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py"))
+    curve = [(epoch, metrics["ndcg@20"]) for epoch, metrics in run["valid_curve"]]
+    selected, score, stopped = script["replay"](curve, 1)
+    assert selected == run["epoch_of_best"] and score == pytest.approx(run["best_valid_score"])
+    assert stopped == (curve[-1][0] if len(curve) < 15 else None)
+    # patience 0 stops at the first evaluation without a gain, never later than patience 1
+    selected0, _, stopped0 = script["replay"](curve, 0)
+    assert selected0 <= selected and (stopped0 is not None or stopped is None)
+
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py"),
+                           str(out), "--patience", "1,5"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| BPR")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:4] == ["BPR", "2020", "1", str(len(curve))]
+    assert cells[4] == f"{selected} ({score:.4f})"
+    assert cells[5].endswith("+") == (len(curve) < 15)
+    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py"),
+                           str(out), "--models", "LightGCN"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "--models LightGCN: no runs of them" in done.stderr

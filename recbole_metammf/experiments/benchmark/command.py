@@ -48,6 +48,8 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     title = preset["title"] if preset else f"Benchmark on {dataset}"
     n_finished = sum(len(g["records"]) for g in groups.values())
     machines = sorted({json.dumps(r["machine"], sort_keys=True) for g in groups.values() for r in g["records"]})
+    stopping = sorted({(r["config"]["valid_metric"], r["config"]["stopping_step"])
+                       for g in groups.values() for r in g["records"] if "config" in r})
     header = [
         f"# {title}",
         "",
@@ -55,6 +57,8 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
         f"- dataset: `{dataset}`; seeds: {', '.join(map(str, seeds))}; runs finished: {n_finished} of {len(runs)}",
         f"- written: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         *[f"- machine: {', '.join(f'{k} {v}' for k, v in json.loads(m).items())}" for m in machines],
+        *[f"- early stopping: validation {metric}, patience {patience} epochs (`stopping_step`)"
+          for metric, patience in stopping],
         "- settings shared by every model: `properties/overall.yaml` and `properties/benchmark/models.yaml`"
         + (f"; variants from `{os.path.relpath(preset['path'], os.path.dirname(PROPERTIES_DIR))}`" if preset else ""),
     ]
