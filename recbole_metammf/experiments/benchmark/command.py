@@ -48,8 +48,8 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
     title = preset["title"] if preset else f"Benchmark on {dataset}"
     n_finished = sum(len(g["records"]) for g in groups.values())
     machines = sorted({json.dumps(r["machine"], sort_keys=True) for g in groups.values() for r in g["records"]})
-    stopping = sorted({(r["config"]["valid_metric"], r["config"]["stopping_step"])
-                       for g in groups.values() for r in g["records"] if "config" in r})
+    stopping = sorted({(r["config"].get("valid_metric"), r["config"]["stopping_step"])
+                       for g in groups.values() for r in g["records"] if "stopping_step" in r.get("config", {})})
     header = [
         f"# {title}",
         "",
