@@ -22,6 +22,7 @@ from recbole_metammf.experiments.benchmark import summary as tables
 from recbole_metammf.utils import PROPERTIES_DIR, REPO_ROOT, ConfigError
 
 SCRIPT = os.path.join(REPO_ROOT, "run_benchmark.py")
+PATIENCE_REPLAY = os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py")
 MODELS = ["BPR", "MetaMMF_MF", "MetaMMF_GCN"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -456,7 +457,7 @@ def test_patience_replay_reselects_what_early_stopping_selected(tiny_yaml, in_tm
     (path,) = glob.glob(str(out / "runs" / "*.json"))
     with open(path) as f:
         run = json.load(f)
-    script = runpy.run_path(os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py"))
+    script = runpy.run_path(PATIENCE_REPLAY)
     curve = [(epoch, metrics["ndcg@20"]) for epoch, metrics in run["valid_curve"]]
     selected, score, stopped = script["replay"](curve, 1)
     assert selected == run["epoch_of_best"] and score == pytest.approx(run["best_valid_score"])
@@ -465,14 +466,14 @@ def test_patience_replay_reselects_what_early_stopping_selected(tiny_yaml, in_tm
     selected0, _, stopped0 = script["replay"](curve, 0)
     assert selected0 <= selected and (stopped0 is not None or stopped is None)
 
-    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py"),
-                           str(out), "--patience", "1,5"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, PATIENCE_REPLAY, str(out), "--patience", "1,5"],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     (row,) = [line for line in done.stdout.splitlines() if line.startswith("| BPR")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:4] == ["BPR", "2020", "1", str(len(curve))]
     assert cells[4] == f"{selected} ({score:.4f})"
     assert cells[5].endswith("+") == (len(curve) < 15)
-    done = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py"),
-                           str(out), "--models", "LightGCN"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, PATIENCE_REPLAY, str(out), "--models", "LightGCN"],
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "--models LightGCN: no runs of them" in done.stderr
