@@ -283,8 +283,10 @@ def _inductive_models():
 @torch.no_grad()
 def extend_model(model, features):
     r"""Append items with ``features`` (already scaled) to ``model``'s catalogue: feature rows, zero
-    ID embedding rows, and isolated nodes in its training graph (a new item has no edges)."""
+    ID embedding rows, and isolated nodes in its training graph and its item-item graph, if it has one
+    (a new item has no edges)."""
     n_new, n_nodes = features.shape[0], model.n_users + model.n_items
+    grown = {n_nodes: n_nodes + n_new, model.n_items: model.n_items + n_new}  # user-item and item-item graphs
     for table in item_id_embeddings(model):
         weight = table.weight
         table.weight = nn.Parameter(torch.cat([weight, weight.new_zeros(n_new, weight.shape[1])]), requires_grad=weight.requires_grad)
@@ -292,8 +294,9 @@ def extend_model(model, features):
     model.item_features = torch.cat([model.item_features, features.to(model.item_features)])
     for module in model.modules():
         for name, buffer in list(module.named_buffers(recurse=False)):
-            if buffer.layout != torch.strided and tuple(buffer.shape) == (n_nodes, n_nodes):
-                setattr(module, name, _pad_square(buffer, n_nodes + n_new))
+            square = buffer.dim() == 2 and buffer.shape[0] == buffer.shape[1]
+            if buffer.layout != torch.strided and square and buffer.shape[0] in grown:
+                setattr(module, name, _pad_square(buffer, grown[buffer.shape[0]]))
     model.n_items += n_new
     model._representations = None
 

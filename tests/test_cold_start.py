@@ -10,14 +10,14 @@ import pytest
 import torch
 from recbole.utils import init_seed
 
-from recbole_metammf.cold_start import add_new_items, create_dataset, data_preparation, forget_items
+from recbole_metammf.cold_start import add_new_items, create_dataset, data_preparation, extend_model, forget_items
 from recbole_metammf.config import Config
 from recbole_metammf.quick_start import load_data_and_model, run_recbole_metammf
 from recbole_metammf.recommend import recommend, recommend_topk
 from recbole_metammf.registry import get_model
 from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError
 
-from conftest import write_tiny_dataset
+from conftest import build, write_tiny_dataset
 
 SCRIPT = os.path.join(REPO_ROOT, "run_recbole_metammf.py")
 COLD = {"cold_start": "item", "topk": [5, 10], "valid_metric": "NDCG@10"}
@@ -227,6 +227,19 @@ def test_new_items_join_a_trained_model_and_can_be_recommended(trained, tiny_con
     assert recommend(trained, users, topk=k, new_items=path) == top
     sys.argv = [SCRIPT, "--recommend", f"--checkpoint={trained}", "--users=3,17", "--topk=10", f"--new_items={path}"]
     runpy.run_path(SCRIPT, run_name="__main__")
+
+
+def test_new_items_join_a_model_with_an_item_graph_without_its_edges(tiny_config):
+    _, model, _, _, _ = build("MetaMMF_LightGCN", {**tiny_config, "item_graph_k": 4})
+    model.eval()
+    n_items = model.n_items
+    extend_model(model, model.item_features[1:3].clone())
+    with torch.no_grad():
+        _, items = model.forward()
+        ego = model.item_representation()
+    assert items.shape[0] == model.n_items == n_items + 2
+    # no edge in either graph: a new item keeps its layer-0 share of LightGCN's mean, nothing from the item graph
+    torch.testing.assert_close(items[n_items:], ego[n_items:] / (model.n_layers + 1))
 
 
 def test_tied_scores_are_ordered_by_item_id_so_a_short_list_is_a_prefix_of_a_long_one(trained, monkeypatch):

@@ -1,9 +1,11 @@
-"""MetaMMF_MF / MetaMMF_GCN end to end through the same path users run, and the plugin's config."""
+"""MetaMMF_MF / MetaMMF_GCN end to end through the same path users run, the plugin's config, and the keys every
+fusion backbone shares (the item-item graph, the ID combination, the regulariser)."""
 
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -226,6 +228,52 @@ def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):
         torch.testing.assert_close(centred.fuse(features)[0], plain.fuse(features)[0], atol=1e-5, rtol=1e-4)
 
 
+def dense_knn_graph(features, k):
+    r"""LATTICE's initial item-item graph of one modality, in numpy: each item's ``k`` most cosine-similar items
+    (itself included, the padding row 0 left out), weighted by the similarity, ``D^{-1/2} S D^{-1/2}``."""
+    x = features[1:] / np.linalg.norm(features[1:], axis=1, keepdims=True)
+    similarity = x @ x.T
+    s = np.zeros((len(features), len(features)))
+    for row in range(len(x)):
+        neighbours = np.argsort(-similarity[row])[:k]
+        s[row + 1, neighbours + 1] = similarity[row, neighbours]
+    degree = s.sum(1)
+    inv = np.zeros_like(degree)
+    inv[degree > 0] = degree[degree > 0] ** -0.5
+    return inv[:, None] * s * inv[None, :]
+
+
+@pytest.mark.parametrize(
+    "model_name",
+    ["MetaMMF_MF", "EarlyFusion_MF", "MetaMMF_GCN", "LateFusion_GCN", "MetaMMF_LightGCN", "EarlyFusion_LightGCN"],
+)
+def test_item_graph_adds_the_normalised_knn_propagation_of_the_layer0_items(model_name, tiny_config):
+    config = {**tiny_config, "n_layers": 1, "item_graph_k": 4, "n_item_layers": 2}
+    _, model, train_data, _, _ = build(model_name, config)
+    _, without, _, _, _ = build(model_name, {**config, "item_graph_k": 0})
+    without.load_state_dict(model.state_dict())
+    model.eval(), without.eval()
+    item_feat = train_data._dataset.get_item_feature()
+    raw = [item_feat[m].double().numpy() for m in model.modalities]  # the graph reads the unscaled features
+    s = sum(dense_knn_graph(block, 4) for block in raw) / len(raw)
+    with torch.no_grad():
+        user_all, item_all = model.forward()
+        user_lightgcn, item_lightgcn = without.forward()  # the backbone alone
+        ego = model.item_representation().double().numpy()
+    h = s @ (s @ ego)
+    norm = np.linalg.norm(h, axis=1, keepdims=True)
+    expected = item_lightgcn.double().numpy() + h / np.maximum(norm, 1e-12)
+    np.testing.assert_allclose(item_all.double().numpy(), expected, rtol=1e-4, atol=1e-6)
+    assert torch.equal(user_all, user_lightgcn)  # users as the backbone's
+    assert (norm[1:] > 0).all()
+
+
+@pytest.mark.parametrize("key, value", [("item_graph_k", -1), ("item_graph_k", 2.5), ("n_item_layers", 0)])
+def test_a_bad_item_graph_setting_is_refused(key, value, tiny_config):
+    with pytest.raises(ConfigError, match=key):
+        build("MetaMMF_LightGCN", {**tiny_config, "item_graph_k": 4, key: value})
+
+
 @pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_LightGCN", "EarlyFusion_MF"])
 def test_summed_id_combination_adds_the_fused_features_to_a_full_width_id_embedding(model_name, tiny_config):
     settings = {**tiny_config, "id_combination": "sum", "embedding_size": 16, "fusion_layers": [16]}
@@ -240,10 +288,12 @@ def test_summed_id_combination_adds_the_fused_features_to_a_full_width_id_embedd
         build(model_name, {**settings, "fusion_layers": [8]})
 
 
+@pytest.mark.parametrize("item_graph_k", [0, 4])
 @pytest.mark.parametrize("model_name", ["MetaMMF_MF", "MetaMMF_GCN", "LateFusion_MF"])
-def test_embedding_regularization_weighs_the_batch_layer0_embeddings_fused_half_included(model_name, tiny_config):
+def test_embedding_regularization_weighs_the_batch_layer0_embeddings_fused_half_included(model_name, item_graph_k, tiny_config):
     graph = {"drop_batch_edges": False} if model_name.endswith("_GCN") else {}  # the loss on the graph forward() uses
-    _, model, train_data, _, _ = build(model_name, {**tiny_config, "regularization": "embeddings", "reg_weight": 0.5, **graph})
+    config = {**tiny_config, "regularization": "embeddings", "reg_weight": 0.5, "item_graph_k": item_graph_k, **graph}
+    _, model, train_data, _, _ = build(model_name, config)
     batch = next(iter(train_data))
     users, pos, neg = batch[model.USER_ID], batch[model.ITEM_ID], batch[model.NEG_ITEM_ID]
     model.eval()  # no dropout: the same representations twice
@@ -251,7 +301,7 @@ def test_embedding_regularization_weighs_the_batch_layer0_embeddings_fused_half_
         items = model.item_representation(torch.cat([pos, neg]))
         expected = model.emb_loss(model.user_embedding(users), *items.chunk(2))
         torch.testing.assert_close(model.regularizer(users, pos, neg), expected)
-        user_all, item_all = model.forward()  # what is scored: layer-0 on MF, the graph layers' output on GCN
+        user_all, item_all = model.forward()  # what is scored: layer-0 on MF, the graph layers' output on GCN (+ the item graph's)
         bpr = model.bpr_loss(user_all[users], item_all[pos], item_all[neg])
         torch.testing.assert_close(model.calculate_loss(batch), bpr + 0.5 * expected)
     model.train()

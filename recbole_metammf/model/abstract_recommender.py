@@ -20,6 +20,7 @@ So MetaMMF and its static-fusion counterparts share every line but the fusion.
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.model.init import xavier_uniform_initialization
 from recbole.model.loss import BPRLoss, EmbLoss
@@ -29,10 +30,12 @@ from recbole_metammf.model.layers import (
     MeanAggregationGCN,
     StaticFusion,
     edge_keys,
+    knn_adjacency,
     light_gcn,
     mean_aggregation_adjacency,
     normalized_training_graph,
     scale_modality,
+    split_modalities,
     target_major,
     training_graph,
     without_pairs,
@@ -177,6 +180,15 @@ class FusionMFBackbone(MultimodalRecommender):
     ``embeddings`` = ``reg_weight`` times RecBole's ``EmbLoss`` of the batch's layer-0 user embeddings and
     item representations ``e_i``, the fused half included (RecBole LightGCN's convention, and VBPR's
     reference code's): it keeps ``e_i^m`` from outgrowing the ID half, which Eq. 19 at 1e-6 does not.
+
+    ``item_graph_k > 0`` adds, on every backbone (MF, GCN, LightGCN), the item-item graph of the multimodal
+    models that propagate over one (LATTICE, Zhang et al., MM 2021, Sec. 3.2-3.3, which shows it on MF, NGCF and
+    LightGCN backbones; FREEDOM, Zhou & Shen, MM 2023): the fixed kNN graph ``S = sum_m S_m / M`` of each
+    modality's raw features (cosine similarity, each item's ``item_graph_k`` nearest items, LATTICE's
+    similarity-weighted ``S_m = D^{-1/2} A_m D^{-1/2}``, built once), and the scored item representation
+    becomes the backbone's plus ``h_i / ||h_i||`` with ``h = S^{L_i} e^(0)`` over ``n_item_layers`` layers,
+    LATTICE's combination (:meth:`add_item_graph`). LATTICE and FREEDOM propagate the ID embeddings; here
+    ``e^(0)`` is the layer-0 item representation ``e_i``, the fused features included. ``0`` = none (the paper).
     """
 
     ID_COMBINATIONS = ("concat", "sum")
@@ -205,6 +217,13 @@ class FusionMFBackbone(MultimodalRecommender):
         self.fusion_scale = None
         if config["balance_fusion"]:
             self.fusion_scale = nn.Parameter(self._initial_balance())
+        self.n_item_layers = config["n_item_layers"]
+        item_adjacency = None
+        if config["item_graph_k"] > 0:
+            # raw features: the cosine of min-max-scaled ones is high for every pair (their shared offset)
+            raw, dims = modality_features(dataset, self.modalities)
+            item_adjacency = knn_adjacency(split_modalities(raw, dims), config["item_graph_k"], similarity_weighted=True)
+        self.register_buffer("item_adjacency", item_adjacency, persistent=False)
 
     @torch.no_grad()
     def _initial_balance(self):
@@ -224,6 +243,8 @@ class FusionMFBackbone(MultimodalRecommender):
     def check_config(cls, config):
         super().check_config(config)
         require_int(config, "embedding_size", minimum=1)
+        require_int(config, "item_graph_k", minimum=0)
+        require_int(config, "n_item_layers", minimum=1)
         if not isinstance(config["balance_fusion"], bool):
             raise ConfigError(f"balance_fusion: got {config['balance_fusion']!r}; expected True or False")
         if config["id_combination"] not in cls.ID_COMBINATIONS:
@@ -285,13 +306,28 @@ class FusionMFBackbone(MultimodalRecommender):
         r"""``e_i = [e_i^m ; e_i^c]`` (Eq. 16) of ``items``, or of all items (branches weighted and concatenated)."""
         return self.combine_branches(self.branch_representations(items))
 
+    def add_item_graph(self, item_all, item_ego):
+        r"""``item_all + h / ||h||``, ``h = S^{L_i} item_ego``, with the item-item graph ``S`` (``item_graph_k``);
+        ``item_all`` itself without one."""
+        if self.item_adjacency is None:
+            return item_all
+        h = item_ego
+        for _ in range(self.n_item_layers):
+            h = self.item_adjacency @ h
+        return item_all + F.normalize(h, dim=1)
+
     def forward(self, items=None):
-        return self.user_embedding.weight, self.item_representation(items)
+        if self.item_adjacency is None:
+            return self.user_embedding.weight, self.item_representation(items)
+        item_ego = self.item_representation()  # the graph's term needs every item's
+        item_all = self.add_item_graph(item_ego, item_ego)
+        return self.user_embedding.weight, (item_all if items is None else item_all[items])
 
     def regularizer(self, users, pos_items, neg_items, scored_items=None):
         if self.regularization == "parameters":
             return self.l2_regularizer()
-        if scored_items is None or not self.scores_layer0:  # on MF the scored items are the layer-0 ones
+        scored_layer0 = self.scores_layer0 and self.item_adjacency is None
+        if scored_items is None or not scored_layer0:  # on MF without the item graph the scored items are the layer-0 ones
             scored_items = self.item_representation(torch.cat([pos_items, neg_items])).chunk(2)
         return self.emb_loss(self.user_embedding(users), *scored_items)
 
@@ -396,13 +432,14 @@ class FusionGCNBackbone(LearnedGraphLayers):
         gcns = [self.gcn] if isinstance(self.gcn, MeanAggregationGCN) else list(self.gcn)
         user_branches = torch.split(self.user_embedding.weight, self.branch_widths, dim=1)
         users_out, items_out = [], []
-        for gcn, user_branch, item_branch in zip(gcns, user_branches, self.branch_representations()):
+        item_branches = self.branch_representations()
+        for gcn, user_branch, item_branch in zip(gcns, user_branches, item_branches):
             nodes = gcn(torch.cat([user_branch, item_branch], dim=0), self.message_graph())
             user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
             users_out.append(user_all)
             items_out.append(item_all)
         user_all = users_out[0] if len(users_out) == 1 else torch.cat(users_out, dim=1)
-        item_all = self.combine_branches(items_out)
+        item_all = self.add_item_graph(self.combine_branches(items_out), self.combine_branches(item_branches))
         return user_all, (item_all if items is None else item_all[items])
 
 
@@ -435,10 +472,12 @@ class FusionLightGCNBackbone:
         require_int(config, "n_layers", minimum=0)
 
     def propagate(self):
-        r"""Layer-0 embeddings of all users and items (``e_u``, ``[e_i^m ; e_i^c]``) and their LightGCN outputs."""
+        r"""Layer-0 embeddings of all users and items (``e_u``, ``[e_i^m ; e_i^c]``) and their final
+        representations: LightGCN's (plus the item-item graph's term with ``item_graph_k``)."""
         user_ego, item_ego = self.user_embedding.weight, self.item_representation()
         nodes = light_gcn(torch.cat([user_ego, item_ego]), self.norm_adjacency, self.n_layers)
-        return (user_ego, item_ego), torch.split(nodes, [self.n_users, self.n_items])
+        user_all, item_all = torch.split(nodes, [self.n_users, self.n_items])
+        return (user_ego, item_ego), (user_all, self.add_item_graph(item_all, item_ego))
 
     def forward(self, items=None):
         _, (user_all, item_all) = self.propagate()

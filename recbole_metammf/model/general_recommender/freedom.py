@@ -54,7 +54,7 @@ from recbole_metammf.model.layers import (
     FeatureOffset,
     ModalityProjection,
     degree_sensitive_edge_sample,
-    knn_graph,
+    knn_adjacency,
     light_gcn,
     sparse_adjacency,
     split_modalities,
@@ -114,16 +114,10 @@ class FREEDOM(MultimodalRecommender):
         r"""``D^{-1/2} A D^{-1/2}`` of the user-item edges (both directions) as a sparse matrix."""
         return sparse_adjacency(edge_index, symmetric_edge_weight(edge_index, self.n_nodes), self.n_nodes)
 
-    @torch.no_grad()
     def frozen_item_graph(self):
         r"""``S = sum_m w_m D^{-1/2} A_m D^{-1/2}``, ``A_m`` the binary kNN graph of modality ``m``, as a sparse matrix."""
-        indices, values = [], []
-        for block, weight in zip(split_modalities(self.item_features, self.modality_dims), self.modality_weights):
-            edge_index, _ = knn_graph(block[1:], self.knn_k)  # row 0 is RecBole's padding item: no edges
-            edge_index = edge_index + 1
-            indices.append(edge_index)
-            values.append(weight * symmetric_edge_weight(edge_index, self.n_items))
-        return sparse_adjacency(torch.cat(indices, dim=1), torch.cat(values), self.n_items)  # repeated edges summed
+        blocks = split_modalities(self.item_features, self.modality_dims)
+        return knn_adjacency(blocks, self.knn_k, self.modality_weights)
 
     @torch.no_grad()
     def pruned_graph(self):

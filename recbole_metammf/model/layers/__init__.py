@@ -20,7 +20,9 @@ Shared by the baselines (``docs/BASELINES.md``):
   passing (``out_dst += w * x_src``) with differentiable edge weights; :func:`sparse_adjacency` —
   the same as a sparse matrix for graphs whose weights are fixed (3-5x faster on CPU);
   :func:`light_gcn` — LightGCN propagation.
-* :func:`knn_graph` — the item-item k-nearest-neighbour graph of cosine similarities (LATTICE, FREEDOM).
+* :func:`knn_graph` — the item-item k-nearest-neighbour graph of cosine similarities (LATTICE, FREEDOM);
+  :func:`knn_adjacency` — the fixed, normalised, modality-mixed item-item graph built from it (FREEDOM, the
+  fusion backbones' ``item_graph_k``).
 * :class:`GraphConvolutionStack` — ``L`` torch-geometric convolutions with LeakyReLU and dropout
   between them; :class:`MeanAggregationGCN` (SAGEConv, MetaMMF_GCN and GraphSAGE) and
   :class:`AttentionGCN` (GATConv, GAT) are two of them.
@@ -66,6 +68,7 @@ from recbole_metammf.model.layers.graph import (
 )
 from recbole_metammf.model.layers.knn import (
     knn_graph,
+    knn_adjacency,
 )
 from recbole_metammf.model.layers.losses import (
     cosine_alignment_loss,
@@ -104,6 +107,7 @@ __all__ = [
     "degree_sensitive_edge_sample",
     "hypergraph_propagation",
     "knn_graph",
+    "knn_adjacency",
     "cosine_alignment_loss",
     "ultragcn_constraint_weights",
     "ultragcn_constraint_loss",

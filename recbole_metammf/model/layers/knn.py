@@ -1,7 +1,9 @@
-r"""The item-item k-nearest-neighbour graph of cosine similarities (LATTICE, FREEDOM)."""
+r"""The item-item k-nearest-neighbour graph of cosine similarities (LATTICE, FREEDOM, the fusion backbones' ``item_graph_k``)."""
 
 import torch
 import torch.nn.functional as F
+
+from recbole_metammf.model.layers.graph import sparse_adjacency, symmetric_edge_weight
 
 
 @torch.no_grad()
@@ -27,3 +29,21 @@ def knn_graph(x, k, chunk_size=2048):
     cols = neighbours.reshape(-1)
     similarity = (normalized[rows] * normalized[cols]).sum(-1)
     return torch.stack([cols, rows]), similarity
+
+
+@torch.no_grad()
+def knn_adjacency(blocks, k, weights=None, similarity_weighted=False):
+    r"""The fixed item-item graph ``S = sum_m w_m D^{-1/2} A_m D^{-1/2}`` of the feature ``blocks`` (one
+    ``(n_items, d_m)`` tensor per modality, row 0 RecBole's padding item, which gets no edges), as a sparse
+    ``(n_items, n_items)`` matrix. ``A_m`` is the :func:`knn_graph` of block ``m``: binary (FREEDOM's frozen
+    graph) or weighted by the cosine similarities (``similarity_weighted``, LATTICE's initial graph ``S_m``);
+    ``weights`` default to equal ones. Repeated edges of several modalities are summed."""
+    weights = [1.0 / len(blocks)] * len(blocks) if weights is None else list(weights)
+    n_items = blocks[0].shape[0]
+    indices, values = [], []
+    for block, weight in zip(blocks, weights):
+        edge_index, similarity = knn_graph(block[1:], k)
+        edge_index = edge_index + 1
+        indices.append(edge_index)
+        values.append(weight * symmetric_edge_weight(edge_index, n_items, similarity if similarity_weighted else None))
+    return sparse_adjacency(torch.cat(indices, dim=1), torch.cat(values), n_items)
