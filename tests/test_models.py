@@ -258,13 +258,13 @@ def test_item_graph_adds_the_normalised_knn_propagation_of_the_layer0_items(mode
     s = sum(dense_knn_graph(block, 4) for block in raw) / len(raw)
     with torch.no_grad():
         user_all, item_all = model.forward()
-        user_lightgcn, item_lightgcn = without.forward()  # the backbone alone
+        user_backbone, item_backbone = without.forward()  # the backbone alone
         ego = model.item_representation().double().numpy()
     h = s @ (s @ ego)
     norm = np.linalg.norm(h, axis=1, keepdims=True)
-    expected = item_lightgcn.double().numpy() + h / np.maximum(norm, 1e-12)
+    expected = item_backbone.double().numpy() + h / np.maximum(norm, 1e-12)
     np.testing.assert_allclose(item_all.double().numpy(), expected, rtol=1e-4, atol=1e-6)
-    assert torch.equal(user_all, user_lightgcn)  # users as the backbone's
+    assert torch.equal(user_all, user_backbone)  # users as the backbone's
     assert (norm[1:] > 0).all()
 
 
