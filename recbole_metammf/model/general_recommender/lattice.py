@@ -28,12 +28,11 @@ from recbole.model.init import xavier_uniform_initialization
 from recbole_metammf.model.abstract_recommender import MultimodalRecommender
 from recbole_metammf.model.layers import (
     ModalityProjection,
-    knn_graph,
     light_gcn,
+    normalized_knn_graph,
     normalized_training_graph,
     propagate,
     split_modalities,
-    symmetric_edge_weight,
 )
 from recbole_metammf.utils import ConfigError, require_int
 
@@ -58,7 +57,7 @@ class LATTICE(MultimodalRecommender):
         ui_adjacency = normalized_training_graph(dataset, self.n_users, self.n_items, "symmetric")
         self.register_buffer("ui_adjacency", ui_adjacency, persistent=False)
         # initial graphs S_m from the raw features: rebuilt from the dataset, not saved
-        initial = [self._normalized_knn(block) for block in split_modalities(self.item_features, self.modality_dims)]
+        initial = [normalized_knn_graph(block, self.knn_k) for block in split_modalities(self.item_features, self.modality_dims)]
         self.register_buffer("initial_edge_index", torch.stack([e for e, _ in initial]), persistent=False)
         self.register_buffer("initial_edge_weight", torch.stack([w for _, w in initial]), persistent=False)
         # learned graphs A_m: saved with the model, refreshed once per training epoch
@@ -78,14 +77,9 @@ class LATTICE(MultimodalRecommender):
         if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or not 0 <= coeff <= 1:
             raise ConfigError(f"lambda_coeff: got {coeff!r}; expected a number in [0, 1]")
 
-    def _normalized_knn(self, x):
-        edge_index, similarity = knn_graph(x[1:], self.knn_k)  # row 0 is RecBole's padding item: no edges
-        edge_index = edge_index + 1
-        return edge_index, symmetric_edge_weight(edge_index, x.shape[0], similarity)
-
     def learn_graphs(self):
         r"""The normalised kNN graphs ``A_m`` of the transformed features, one ``(edge_index, weight)`` per modality."""
-        return [self._normalized_knn(transformed) for transformed in self.graph_learner(self.item_features)]
+        return [normalized_knn_graph(transformed, self.knn_k) for transformed in self.graph_learner(self.item_features)]
 
     def train(self, mode=True):
         if mode:

@@ -21,6 +21,7 @@ Shared by the baselines (``docs/BASELINES.md``):
   the same as a sparse matrix for graphs whose weights are fixed (3-5x faster on CPU);
   :func:`light_gcn` — LightGCN propagation.
 * :func:`knn_graph` — the item-item k-nearest-neighbour graph of cosine similarities (LATTICE, FREEDOM);
+  :func:`normalized_knn_graph` — the same without the padding item, normalised (LATTICE's ``S_m``, FREEDOM's);
   :func:`knn_adjacency` — the fixed, normalised, modality-mixed item-item graph built from it (FREEDOM, the
   fusion backbones' ``item_graph_k``).
 * :class:`GraphConvolutionStack` — ``L`` torch-geometric convolutions with LeakyReLU and dropout
@@ -68,6 +69,7 @@ from recbole_metammf.model.layers.graph import (
 )
 from recbole_metammf.model.layers.knn import (
     knn_graph,
+    normalized_knn_graph,
     knn_adjacency,
 )
 from recbole_metammf.model.layers.losses import (
@@ -107,6 +109,7 @@ __all__ = [
     "degree_sensitive_edge_sample",
     "hypergraph_propagation",
     "knn_graph",
+    "normalized_knn_graph",
     "knn_adjacency",
     "cosine_alignment_loss",
     "ultragcn_constraint_weights",

@@ -31,19 +31,26 @@ def knn_graph(x, k, chunk_size=2048):
     return torch.stack([cols, rows]), similarity
 
 
+def normalized_knn_graph(x, k, similarity_weighted=True):
+    r"""The :func:`knn_graph` of the rows of ``x`` but its row 0 (RecBole's padding item: no edges), normalised
+    ``D^{-1/2} A D^{-1/2}``, as ``(edge_index, weight)``; ``A`` weighted by the cosine similarities (LATTICE's
+    ``S_m``; differentiable with respect to ``x``, for its learned graphs) or binary (FREEDOM's)."""
+    edge_index, similarity = knn_graph(x[1:], k)
+    edge_index = edge_index + 1
+    return edge_index, symmetric_edge_weight(edge_index, x.shape[0], similarity if similarity_weighted else None)
+
+
 @torch.no_grad()
 def knn_adjacency(blocks, k, weights=None, similarity_weighted=False):
     r"""The fixed item-item graph ``S = sum_m w_m D^{-1/2} A_m D^{-1/2}`` of the feature ``blocks`` (one
     ``(n_items, d_m)`` tensor per modality, row 0 RecBole's padding item, which gets no edges), as a sparse
-    ``(n_items, n_items)`` matrix. ``A_m`` is the :func:`knn_graph` of block ``m``: binary (FREEDOM's frozen
+    ``(n_items, n_items)`` matrix. ``A_m`` is the :func:`normalized_knn_graph` of block ``m``: binary (FREEDOM's frozen
     graph) or weighted by the cosine similarities (``similarity_weighted``, LATTICE's initial graph ``S_m``);
     ``weights`` default to equal ones. Repeated edges of several modalities are summed."""
     weights = [1.0 / len(blocks)] * len(blocks) if weights is None else list(weights)
-    n_items = blocks[0].shape[0]
     indices, values = [], []
     for block, weight in zip(blocks, weights):
-        edge_index, similarity = knn_graph(block[1:], k)
-        edge_index = edge_index + 1
+        edge_index, edge_weight = normalized_knn_graph(block, k, similarity_weighted)
         indices.append(edge_index)
-        values.append(weight * symmetric_edge_weight(edge_index, n_items, similarity if similarity_weighted else None))
-    return sparse_adjacency(torch.cat(indices, dim=1), torch.cat(values), n_items)
+        values.append(weight * edge_weight)
+    return sparse_adjacency(torch.cat(indices, dim=1), torch.cat(values), blocks[0].shape[0])
