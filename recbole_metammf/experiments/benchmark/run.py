@@ -82,12 +82,30 @@ def run_one(run, output_dir):
     }
 
 
+# Keys added to the models' defaults after benchmark records had been written, each with the value that
+# reproduces what those records trained with (the behaviour before the key existed). A record without such a
+# key is compared as if it held that value, so it stays current while the default keeps the old behaviour and
+# becomes stale when the default moves; a record without a key not listed here is stale (what it trained with
+# is unknown). Add a key here when it joins a model's defaults.
+VALUE_BEFORE_KEY = {
+    "item_graph_k": 0,  # 2026-12-07: no item-item graph before the key
+    "n_item_layers": 1,  # read only with item_graph_k > 0
+}
+MISSING = object()
+
+
 def changed_defaults(record, settings):
     r"""``{key: (recorded, now)}`` for the keys of ``settings`` (a label's model defaults, as
     :func:`~recbole_metammf.experiments.benchmark.plan.check_runs` resolves them now) whose value differs
-    from the one the finished run ``record`` trained with."""
+    from the one the finished run ``record`` trained with. A key the record lacks counts as
+    :data:`VALUE_BEFORE_KEY`'s value, or as changed (``recorded`` :data:`MISSING`) when it is not listed there."""
     recorded = record.get("config") or {}
-    return {key: (recorded[key], now) for key, now in (settings or {}).items() if key in recorded and recorded[key] != now}
+    changed = {}
+    for key, now in (settings or {}).items():
+        before = recorded[key] if key in recorded else VALUE_BEFORE_KEY.get(key, MISSING)
+        if before is MISSING or before != now:
+            changed[key] = (before, now)
+    return changed
 
 
 def set_aside(output_dir, run_id):
@@ -124,7 +142,8 @@ def run_all(runs, output_dir, progress=True, settings=None):
             stale_dir = set_aside(output_dir, run.run_id)
             logger.warning(
                 f"benchmark: {run.label} seed {run.seed} finished with "
-                + ", ".join(f"{key}={old!r} (now {new!r})" for key, (old, new) in changed.items())
+                + ", ".join(f"{key}={old!r} (now {new!r})" if old is not MISSING else f"no {key} (now {new!r})"
+                            for key, (old, new) in changed.items())
                 + f": its model's defaults changed since; the record is moved to {stale_dir} and the run made again"
             )
             pending.append(run)
