@@ -30,7 +30,7 @@ from recbole.model.abstract_recommender import AbstractRecommender
 
 from recbole_metammf.cmdline import parse_value
 from recbole_metammf.compat import missing_model_package, physical_gpu_count
-from recbole_metammf.config_checks import check_values, recbole_download_names, unknown_key_messages
+from recbole_metammf.config_checks import check_values, ignored_key_messages, recbole_download_names, unknown_key_messages
 from recbole_metammf.files import SafeLoader
 from recbole_metammf.paths import model_yaml
 from recbole_metammf.registry import get_model
@@ -132,6 +132,8 @@ class Config(RecBoleConfig):
         self._check_keys = _checks_keys_of(model)
         self._file_key_lines = {}  # key -> "in FILE, line N" of the file that set it last
         super().__init__(model, dataset, config_file_list, config_dict)
+        # keys meant for other models: warned about once the run's log exists (quick_start.start_logging)
+        self.ignored_key_messages = ignored_key_messages(self.model, self._given_keys()) if self._check_keys else []
 
     def _build_yaml_loader(self):
         return SafeLoader
@@ -164,17 +166,19 @@ class Config(RecBoleConfig):
             settings[key] = value
         return self._convert_config_dict(settings)
 
+    def _given_keys(self):
+        r"""The keys given, with where each came from, highest precedence first."""
+        return [
+            (self.cmd_config_dict, lambda key: "from the command line"),
+            (self.variable_config_dict, lambda key: "from the config dict"),
+            (self.file_config_dict, lambda key: self._file_key_lines.get(key, "from a config file")),
+        ]
+
     def _merge_external_config_dict(self):
         super()._merge_external_config_dict()
         if not self._check_keys:
             return
-        messages = unknown_key_messages(
-            [
-                (self.cmd_config_dict, lambda key: "from the command line"),
-                (self.variable_config_dict, lambda key: "from the config dict"),
-                (self.file_config_dict, lambda key: self._file_key_lines.get(key, "from a config file")),
-            ]
-        )
+        messages = unknown_key_messages(self._given_keys())
         if messages:
             raise ConfigError("\n".join(messages))
 

@@ -6,7 +6,9 @@ lists or its ``properties/`` yaml files (overall, datasets, every model, the qui
 among the keys RecBole 1.2.1 reads without a default (:data:`recbole_metammf.compat.RECBOLE_KEYS_WITHOUT_DEFAULT`),
 or in the plugin's ``properties/overall.yaml``, ``properties/dataset/*.yaml`` and ``properties/model/*.yaml``.
 The keys of every model are accepted for every model, so that one setting can go to all the models
-of a benchmark or a sweep (``run_benchmark.py --models=BPR,MetaMMF_MF --cp_rank=8``).
+of a benchmark (``run_benchmark.py --models=BPR,MetaMMF_MF --cp_rank=8``); a model that does not read
+a key it is given is named in a warning (:func:`ignored_key_messages`), and a sweep refuses to search
+over such a key.
 
 RecBole checks few values, late, and with tracebacks: ``epochs: 0`` trains nothing and saves an
 untrained model, ``train_batch_size: 0`` never ends, ``learning_rate: abc`` fails inside the
@@ -41,19 +43,41 @@ def _yaml_keys(path):
     return {str(key) for key in data} if isinstance(data, dict) else set()
 
 
+def _model_yaml_files():
+    return glob.glob(os.path.join(RECBOLE_PROPERTIES_DIR, "model", "*.yaml")) + glob.glob(os.path.join(MODEL_PROPERTIES_DIR, "*.yaml"))
+
+
 @functools.lru_cache(maxsize=None)
-def known_keys():
-    r"""Every key RecBole or the plugin declares (see the module's docstring), as a frozenset."""
+def shared_keys():
+    r"""The keys any model may read: RecBole's argument lists and the keys it reads without a default,
+    and every yaml of RecBole's and the plugin's ``properties/`` but the models' (overall, datasets,
+    RecBole's quick-start presets), as a frozenset."""
     keys = set(general_arguments + training_arguments + evaluation_arguments + dataset_arguments)
     keys |= set(RECBOLE_KEYS_WITHOUT_DEFAULT) | {"model", "dataset"}
+    model_files = {os.path.realpath(path) for path in _model_yaml_files()}
     files = glob.glob(os.path.join(RECBOLE_PROPERTIES_DIR, "**", "*.yaml"), recursive=True)
     files += [os.path.join(PROPERTIES_DIR, "overall.yaml")]
     files += glob.glob(os.path.join(PROPERTIES_DIR, "dataset", "*.yaml"))
-    files += glob.glob(os.path.join(MODEL_PROPERTIES_DIR, "*.yaml"))
     for path in files:
-        if os.path.basename(path) not in _DOWNLOAD_LISTS and os.path.isfile(path):
+        if os.path.basename(path) not in _DOWNLOAD_LISTS and os.path.isfile(path) and os.path.realpath(path) not in model_files:
             keys |= _yaml_keys(path)
     return frozenset(keys)
+
+
+@functools.lru_cache(maxsize=None)
+def model_keys():
+    r"""Model name -> the keys of its defaults file (RecBole's ``properties/model/<Model>.yaml`` and the plugin's)."""
+    keys = {}
+    for path in _model_yaml_files():
+        name = os.path.splitext(os.path.basename(path))[0]
+        keys[name] = keys.get(name, frozenset()) | _yaml_keys(path)
+    return keys
+
+
+@functools.lru_cache(maxsize=None)
+def known_keys():
+    r"""Every key RecBole or the plugin declares (see the module's docstring), as a frozenset."""
+    return shared_keys().union(*model_keys().values())
 
 
 @functools.lru_cache(maxsize=None)
@@ -78,6 +102,29 @@ def unknown_key_messages(sources):
             close = difflib.get_close_matches(str(key), candidates, n=3)
             hint = f"close matches: {', '.join(close)}" if close else "not a setting of RecBole, recbole-metammf or their models"
             messages.append(f"{key}: unknown key ({where(key)}); {hint}")
+    return messages
+
+
+def ignored_key_messages(model, sources):
+    r"""One message per given key that only other models' defaults declare: ``model`` (a name) does not
+    read it, so it changes nothing (a key meant for another model, or a slip for one of its own).
+    ``sources`` as in :func:`unknown_key_messages`; unknown keys are that function's."""
+    shared, by_model = shared_keys(), model_keys()
+    own = by_model.get(model, frozenset())
+    messages, seen = [], set()
+    for keys, where in sources:
+        for key in keys:
+            if key in shared or key in own or key in seen:
+                continue
+            seen.add(key)
+            readers = sorted(name for name, declared in by_model.items() if key in declared)
+            if not readers:
+                continue
+            named = ", ".join(readers[:4]) + (f" and {len(readers) - 4} more" if len(readers) > 4 else "")
+            close = difflib.get_close_matches(str(key), sorted(own), n=3)
+            hint = f"; {model}'s close keys: {', '.join(close)}" if close else ""
+            messages.append(f"{key}: given ({where(key)}) but {model} does not read it (a setting of {named}), "
+                            f"so it changes nothing{hint}")
     return messages
 
 

@@ -55,6 +55,8 @@ def start_logging(config):
         logger.removeHandler(handler)
         handler.close()
     init_logger(config)
+    for message in config.ignored_key_messages:
+        logger.warning(message)
 
 
 def run_recbole_metammf(

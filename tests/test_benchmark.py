@@ -179,7 +179,7 @@ SHIPPED_PRESETS = sorted(
 
 
 @pytest.mark.parametrize("name", SHIPPED_PRESETS)
-def test_shipped_presets_build_valid_runs(name, tiny_yaml):
+def test_shipped_presets_build_valid_runs(name, tiny_yaml, caplog):
     preset = plan.load_preset(name)
     runs = plan.build_runs("tiny", preset["models"], [2020], {"epochs": 1}, [tiny_yaml], preset, floor="Pop")
     assert len(runs) == len(preset["models"]) * len(preset["variants"]) + 1
@@ -187,6 +187,15 @@ def test_shipped_presets_build_valid_runs(name, tiny_yaml):
     assert len({run.run_id for run in runs}) == len(runs)
     assert all(run.label == f"{run.model}[{run.variant}]" for run in runs[1:])
     plan.check_runs(runs)  # every variant is a valid config (the models' own checks)
+    assert not [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()]  # each key reaches a model that reads it
+
+
+def test_a_setting_given_to_every_model_is_named_for_the_models_that_do_not_read_it(tiny_yaml, caplog):
+    runs = plan.build_runs("tiny", ["BPR", "MetaMMF_MF"], [2020], {"cp_rank": 8}, [tiny_yaml])
+    plan.check_runs(runs)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["benchmark: BPR: cp_rank: given (from the config dict) but BPR does not read it "
+                      "(a setting of MetaMMF_GCN, MetaMMF_LightGCN, MetaMMF_MF), so it changes nothing"]
 
 
 def test_preset_base_lies_under_every_variant_and_keeps_paper_labels_meaning_the_paper(tiny_yaml, tmp_path):
@@ -295,8 +304,14 @@ def test_a_finished_run_whose_model_defaults_changed_is_set_aside_and_made_again
     # the defaults resolve as the run recorded them: the finished run is kept
     records, _ = runner.run_all([spec], out, progress=False, settings={"LightGCN": {"reg_weight": 1e-4, "n_layers": 2}})
     assert calls == ["LightGCN"] and spec.run_id in records
-    # a default changed since (keys the record lacks are not compared): set aside, made again
-    changed = {"LightGCN": {"reg_weight": 1e-5, "n_layers": 2, "added_later": True}}
+    # a key added since, at the value that reproduces the behaviour before it: still current
+    added = {"LightGCN": {"reg_weight": 1e-4, "n_layers": 2, "item_graph_k": 0}}
+    assert runner.changed_defaults(records[spec.run_id], added["LightGCN"]) == {}
+    # ... at another value, or a key whose old behaviour is not declared: what the run trained with differs or is unknown
+    assert runner.changed_defaults(records[spec.run_id], {"item_graph_k": 10}) == {"item_graph_k": (0, 10)}
+    assert runner.changed_defaults(records[spec.run_id], {"added_later": True}) == {"added_later": (runner.MISSING, True)}
+    # a default changed since: set aside, made again
+    changed = {"LightGCN": {"reg_weight": 1e-5, "n_layers": 2}}
     assert runner.changed_defaults(records[spec.run_id], changed["LightGCN"]) == {"reg_weight": (1e-4, 1e-5)}
     records, _ = runner.run_all([spec], out, progress=False, settings=changed)
     assert calls == ["LightGCN", "LightGCN"] and spec.run_id in records

@@ -93,6 +93,28 @@ def test_every_unknown_key_is_listed_and_config_dicts_are_checked_too(workdir, n
     assert lines[1].startswith("embeding_size: unknown key (from the config dict); close matches: embedding_size")
 
 
+def test_a_key_only_other_models_read_is_named_with_its_models_and_the_close_keys(workdir, no_data_loading):
+    assert Config("MetaMMF_MF", "tiktok", config_dict={"cp_rank": 8, "epochs": 3}).ignored_key_messages == []
+    assert Config("LightGCN", "tiktok", config_dict={"n_layers": 2, "reg_weight": 1e-4}).ignored_key_messages == []
+    (message,) = Config("LightGCN", "tiktok", config_dict={"cp_rank": 8}).ignored_key_messages
+    assert message == ("cp_rank: given (from the config dict) but LightGCN does not read it "
+                       "(a setting of MetaMMF_GCN, MetaMMF_LightGCN, MetaMMF_MF), so it changes nothing")
+    (message,) = Config("MetaMMF_MF", "tiktok", config_dict={"n_layers": 2}).ignored_key_messages
+    assert message.startswith("n_layers: given (from the config dict) but MetaMMF_MF does not read it (a setting of ")
+    assert message.endswith("so it changes nothing; MetaMMF_MF's close keys: n_item_layers, fusion_layers")
+
+
+def test_a_key_the_model_does_not_read_is_a_warning_in_the_runs_log(tiny_config, monkeypatch):
+    from recbole_metammf.quick_start import run_recbole_metammf
+
+    monkeypatch.setattr("sys.argv", ["notebook"])
+    run_recbole_metammf("BPR", "tiny", config_dict={**tiny_config, "epochs": 1, "item_graph_k": 10}, saved=False)
+    [log_file] = glob.glob(os.path.join("log", "BPR", "*.log"))
+    log = open(log_file, encoding="utf-8").read()
+    assert re.search(r"WARNING  item_graph_k: given \(from the config dict\) but BPR does not read it \(a setting of "
+                     r"EarlyFusion_GCN, .* and \d+ more\), so it changes nothing", log)
+
+
 def test_a_setting_without_its_equals_sign_is_refused(workdir, no_data_loading, monkeypatch, capsys):
     result = run_cli(monkeypatch, capsys, *TIKTOK, "--epochs", "5")
     assert_refused(result, r"--epochs: not an option; settings are given as --key=value", workdir)

@@ -173,3 +173,16 @@ def test_bad_sweep_options_are_refused_before_anything_is_written(option, messag
         run_tune.main(["--model=MetaMMF_MF", "--dataset=tiktok", option, "--output=sweeps"])
     assert str(stopped.value.code).startswith(f"error: {message}")
     assert not os.path.exists("sweeps")
+
+
+def test_a_search_over_a_key_the_model_does_not_read_is_refused_before_anything_is_written(in_tmp_cwd, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["run_tune.py"])
+    (in_tmp_cwd / "space.yaml").write_text("cp_rank: {grid: [4, 8]}\nlerning_rate: {grid: [0.1]}\n")
+    with pytest.raises(SystemExit) as stopped:
+        run_tune.main(["--model=LightGCN", "--dataset=tiktok", "--space=space.yaml", "--output=sweeps"])
+    assert str(stopped.value.code).splitlines() == [
+        "error: lerning_rate: unknown key (in space.yaml); close matches: learning_rate",
+        "cp_rank: given (in space.yaml) but LightGCN does not read it (a setting of MetaMMF_GCN, MetaMMF_LightGCN, "
+        "MetaMMF_MF), so it changes nothing",
+    ]
+    assert not os.path.exists("sweeps")

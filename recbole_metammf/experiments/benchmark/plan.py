@@ -7,6 +7,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from logging import getLogger
 
 from recbole_metammf.cmdline import clean_argv
 from recbole_metammf.errors import ConfigError
@@ -174,6 +175,8 @@ def check_runs(runs):
                 config = Config(config_dict={**run.config_dict, "seed": run.seed})
             except ConfigError as error:
                 raise ConfigError(f"{run.label}: {error}") from None
+        for message in config.ignored_key_messages:  # e.g. a --key=value the benchmark gives every model
+            getLogger().warning(f"benchmark: {run.label}: {message}")
         final = config.final_config_dict
         settings[run.label] = {key: to_plain(final[key]) for key in model_default_keys(run.model) if key in final}
     return settings

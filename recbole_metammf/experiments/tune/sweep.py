@@ -10,6 +10,7 @@ import time
 from logging import getLogger
 
 from recbole_metammf.config import Config
+from recbole_metammf.config_checks import ignored_key_messages, unknown_key_messages
 from recbole_metammf.errors import ConfigError
 from recbole_metammf.experiments.tune.results import append_test, trial_rows, write_best_config, write_tables
 from recbole_metammf.experiments.tune.space import load_space, parse_space
@@ -46,6 +47,8 @@ def sweep_settings(model, dataset, config_dict=None, config_files=None, metric=N
         fixed["valid_metric"] = metric
     fixed = _absolute_paths(fixed)
     config = Config(config_dict=dict(fixed))
+    for message in config.ignored_key_messages:
+        getLogger().warning(message)
     fixed["model"], fixed["dataset"] = config["model"], config["dataset"]
     metric = config["valid_metric"].lower()
     fixed["valid_metric"] = metric
@@ -96,6 +99,15 @@ def _scheduler(name, epochs, grace_period, reduction_factor):
     grace = max(1, min(int(grace_period), epochs))
     return ASHAScheduler(time_attr="epoch", max_t=max(epochs, 1), grace_period=grace, reduction_factor=reduction_factor)
 
+
+
+def check_space_keys(model, space_keys, where="the search space"):
+    r"""Every key searched over is a setting that ``model`` reads: an unknown key would fail every trial
+    and a key of other models only would train the same configuration again; raises :class:`ConfigError`."""
+    sources = [(space_keys, lambda key: f"in {where}")]
+    messages = unknown_key_messages(sources) + ignored_key_messages(model, sources)
+    if messages:
+        raise ConfigError("\n".join(messages))
 
 
 def check_sweep_options(num_samples=1, cpus_per_trial=None, gpus_per_trial=None, max_failures=1, grace_period=5,
@@ -169,6 +181,7 @@ def run_sweep(
         param_space = load_space(space) if isinstance(space, str) else parse_space(space)
         fixed, metric, mode, epochs = sweep_settings(model, dataset, config_dict, config_files, metric)
         space_keys = list(param_space)
+        check_space_keys(fixed["model"], space_keys, space if isinstance(space, str) else "the search space")
         make_output_dir(experiment)
 
     started_ray = False
