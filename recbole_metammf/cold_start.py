@@ -38,6 +38,7 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import cat_interactions
 from recbole.utils import ModelType
 
+from recbole_metammf.model.abstract_recommender import modality_features
 from recbole_metammf.utils import ConfigError, DataError, modality_scaling
 
 # the key under which each result of the ranking among all items is reported, e.g. all_items/recall@20
@@ -149,16 +150,20 @@ def item_id_embeddings(model):
     ]
 
 
-@torch.no_grad()
 def forget_items(model, dataset):
     r"""Zero the ID embedding rows of the held-out items of ``dataset`` (none in the warm protocol):
-    the defined ID part of a never-trained item. No gradient reaches those rows (the items are in no
-    batch, as positives or negatives, and have no graph edges; the L2 term's gradient is 0 at 0), so
-    they stay zero through training."""
+    the defined ID part of a never-trained item, which stays zero through training. The items are in no
+    batch, as positives or negatives, and have no user-item edges, but an item-item graph of the
+    features (``item_graph_k``) adds a held-out item's ``e_i`` to its warm neighbours' representations,
+    so their gradient would reach its ID row and train it on their interactions; a hook zeroes those
+    rows of the gradient (Adam then moves nothing; the L2 term's gradient is 0 at 0)."""
     items = torch.as_tensor(held_out_items(dataset), dtype=torch.long)
     if len(items):
         for table in item_id_embeddings(model):
-            table.weight[items.to(table.weight.device)] = 0
+            rows = items.to(table.weight.device)
+            with torch.no_grad():
+                table.weight[rows] = 0
+            table.weight.register_hook(lambda grad, rows=rows: grad.index_fill(0, rows, 0))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -281,10 +286,12 @@ def _inductive_models():
 
 
 @torch.no_grad()
-def extend_model(model, features):
+def extend_model(model, features, raw_features=None):
     r"""Append items with ``features`` (already scaled) to ``model``'s catalogue: feature rows, zero
-    ID embedding rows, and isolated nodes in its training graph and its item-item graph, if it has one
-    (a new item has no edges)."""
+    ID embedding rows and isolated nodes in its training graph (a new item has no interactions). A
+    model with an item-item graph of the features (``item_graph_k``) gets that graph built again over
+    ``raw_features``, every item's unscaled features, new ones last, so that a new item has its feature
+    neighbours, as a held-out item of the cold-start protocol has; without them its node is isolated."""
     n_new, n_nodes = features.shape[0], model.n_users + model.n_items
     grown = {n_nodes: n_nodes + n_new, model.n_items: model.n_items + n_new}  # user-item and item-item graphs
     for table in item_id_embeddings(model):
@@ -298,6 +305,8 @@ def extend_model(model, features):
             if buffer.layout != torch.strided and square and buffer.shape[0] in grown:
                 setattr(module, name, _pad_square(buffer, grown[buffer.shape[0]]))
     model.n_items += n_new
+    if raw_features is not None and getattr(model, "item_adjacency", None) is not None:
+        model.item_adjacency = model.item_graph(raw_features.to(model.item_features))
     model._representations = None
 
 
@@ -308,7 +317,8 @@ def add_new_items(model: nn.Module, dataset: Dataset, item_file: str) -> List[st
 
     Works for the models that score an item from its features: MetaMMF_MF / _GCN / _LightGCN, the
     static fusions (EarlyFusion_*, LateFusion_*, HybridFusion_*) and VBPR. A new item's ID part is
-    zero and it has no graph edges, as a held-out item of the cold-start protocol."""
+    zero and it has no user-item edges, as a held-out item of the cold-start protocol; with an item-item
+    graph of the features (``item_graph_k``) it joins that graph as such an item does."""
     if not isinstance(model, _inductive_models()):
         raise ConfigError(
             f"new_items: {type(model).__name__} cannot score items it has not trained on; new items work with the "
@@ -326,7 +336,10 @@ def add_new_items(model: nn.Module, dataset: Dataset, item_file: str) -> List[st
             where = f"the catalogue of dataset '{dataset.dataset_name}'" if token in known else item_file + " already"
             raise DataError(f"new_items: item '{token}' is in {where}; a new item needs a new token")
         seen.add(token)
-    extend_model(model, scale_new_features(model, dataset, blocks))
+    raw = None
+    if getattr(model, "item_adjacency", None) is not None:  # its item-item graph is built again over every item
+        raw = torch.cat([modality_features(dataset, model.modalities)[0], torch.as_tensor(np.concatenate(blocks, axis=1)).float()])
+    extend_model(model, scale_new_features(model, dataset, blocks), raw)
     first = len(dataset.field2id_token[field])
     dataset.field2id_token[field] = np.concatenate([dataset.field2id_token[field], np.array(tokens)])
     known.update({token: first + k for k, token in enumerate(tokens)})

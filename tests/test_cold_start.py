@@ -17,7 +17,7 @@ from recbole_metammf.recommend import recommend, recommend_topk
 from recbole_metammf.registry import get_model
 from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError
 
-from conftest import build, write_tiny_dataset
+from conftest import build, dense_knn_graph, write_tiny_dataset
 
 SCRIPT = os.path.join(REPO_ROOT, "run_recbole_metammf.py")
 COLD = {"cold_start": "item", "topk": [5, 10], "valid_metric": "NDCG@10"}
@@ -162,7 +162,8 @@ def test_a_feature_model_scores_a_cold_item_from_its_features(model_name, tiny_c
 
 
 def test_cold_item_id_rows_stay_zero_through_training(tiny_config):
-    result = run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, **COLD, "epochs": 2})
+    # with the item-item graph of the features, the one path by which warm items' gradients reach cold items' ID rows
+    result = run_recbole_metammf("MetaMMF_MF", "tiny", config_dict={**tiny_config, **COLD, "epochs": 2, "item_graph_k": 10})
     _, model, dataset, _, _, _ = load_data_and_model(result["checkpoint"])
     cold = np.concatenate([dataset.cold_valid_items, dataset.cold_test_items])
     weight = model.item_embedding.weight
@@ -229,17 +230,24 @@ def test_new_items_join_a_trained_model_and_can_be_recommended(trained, tiny_con
     runpy.run_path(SCRIPT, run_name="__main__")
 
 
-def test_new_items_join_a_model_with_an_item_graph_without_its_edges(tiny_config):
-    _, model, _, _, _ = build("MetaMMF_LightGCN", {**tiny_config, "item_graph_k": 4})
+def test_new_items_join_the_item_graph_with_their_feature_neighbours(tiny_config, in_tmp_cwd):
+    _, model, train_data, _, _ = build("MetaMMF_LightGCN", {**tiny_config, "item_graph_k": 4})
     model.eval()
-    n_items = model.n_items
-    extend_model(model, model.item_features[1:3].clone())
+    dataset, n_items = train_data._dataset, model.n_items
+    rng = np.random.default_rng(0)
+    new_blocks = [rng.normal(size=(2, dim)).round(4) for dim in model.modality_dims]
+    add_new_items(model, dataset, write_items(in_tmp_cwd / "new.item", [("n1", *[b[0] for b in new_blocks]), ("n2", *[b[1] for b in new_blocks])]))
+    raw = [np.concatenate([dataset.get_item_feature()[m].double().numpy()[:n_items], block]) for m, block in zip(model.modalities, new_blocks)]
     with torch.no_grad():
         _, items = model.forward()
-        ego = model.item_representation()
+        ego = model.item_representation().double().numpy()
     assert items.shape[0] == model.n_items == n_items + 2
-    # no edge in either graph: a new item keeps its layer-0 share of LightGCN's mean, nothing from the item graph
-    torch.testing.assert_close(items[n_items:], ego[n_items:] / (model.n_layers + 1))
+    # no user-item edge: LightGCN's mean keeps a new item's layer-0 share; the item graph adds its feature neighbours'
+    s = sum(dense_knn_graph(block, 4) for block in raw) / len(raw)  # over every item, the new ones included
+    h = s @ ego
+    expected = ego[n_items:] / (model.n_layers + 1) + h[n_items:] / np.linalg.norm(h[n_items:], axis=1, keepdims=True)
+    np.testing.assert_allclose(items[n_items:].double().numpy(), expected, rtol=1e-4, atol=1e-6)
+    assert (s[n_items:, 1:n_items] > 0).any(axis=1).all()  # each new item has warm neighbours
 
 
 def test_tied_scores_are_ordered_by_item_id_so_a_short_list_is_a_prefix_of_a_long_one(trained, monkeypatch):

@@ -11,6 +11,7 @@ from recbole_metammf.model.layers import (
     MetaFusionLayer,
     MetaFusionTower,
     MetaInformationExtractor,
+    knn_adjacency,
     mean_aggregation_adjacency,
 )
 
@@ -166,3 +167,11 @@ def test_training_graph_is_built_once_per_dataset_and_never_inherited_by_a_copy(
     half = train.copy(train.inter_feat[: len(train.inter_feat) // 2])  # RecBole's shallow copy
     assert training_graph(half, model.n_users).shape[1] == 2 * (len(train.inter_feat) // 2)
     assert training_graph(train, model.n_users) is graph
+
+
+def test_an_item_whose_nearest_items_point_away_keeps_finite_nonnegative_edges():
+    # row 0: the padding item; item 3 points away from items 1 and 2, so two of its 3 nearest have cosine < 0
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [-1.0, -0.05]])
+    adjacency = knn_adjacency([x], 3, similarity_weighted=True).to_dense()
+    assert torch.isfinite(adjacency).all() and (adjacency >= 0).all()
+    torch.testing.assert_close(adjacency[3], torch.tensor([0.0, 0.0, 0.0, 1.0]))  # its own edge, normalised

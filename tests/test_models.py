@@ -15,7 +15,7 @@ from recbole_metammf.checkpoint import load_checkpoint
 from recbole_metammf.registry import get_model, get_trainer
 from recbole_metammf.utils import DATASET_DIR, REPO_ROOT, ConfigError
 
-from conftest import BASELINES, build, fit_one_batch, write_tiny_dataset
+from conftest import BASELINES, build, dense_knn_graph, fit_one_batch, write_tiny_dataset
 
 METRICS = [f"{m}@{k}" for m in ["precision", "recall", "hit", "ndcg"] for k in [10, 20]]
 
@@ -226,21 +226,6 @@ def test_centred_meta_input_is_eq7_with_a_shifted_bias(tiny_config):
         first = plain.meta_extractor.mlp[0]
         first.bias -= first.weight @ offset
         torch.testing.assert_close(centred.fuse(features)[0], plain.fuse(features)[0], atol=1e-5, rtol=1e-4)
-
-
-def dense_knn_graph(features, k):
-    r"""LATTICE's initial item-item graph of one modality, in numpy: each item's ``k`` most cosine-similar items
-    (itself included, the padding row 0 left out), weighted by the similarity, ``D^{-1/2} S D^{-1/2}``."""
-    x = features[1:] / np.linalg.norm(features[1:], axis=1, keepdims=True)
-    similarity = x @ x.T
-    s = np.zeros((len(features), len(features)))
-    for row in range(len(x)):
-        neighbours = np.argsort(-similarity[row])[:k]
-        s[row + 1, neighbours + 1] = similarity[row, neighbours]
-    degree = s.sum(1)
-    inv = np.zeros_like(degree)
-    inv[degree > 0] = degree[degree > 0] ** -0.5
-    return inv[:, None] * s * inv[None, :]
 
 
 @pytest.mark.parametrize(

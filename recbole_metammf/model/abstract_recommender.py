@@ -218,12 +218,16 @@ class FusionMFBackbone(MultimodalRecommender):
         if config["balance_fusion"]:
             self.fusion_scale = nn.Parameter(self._initial_balance())
         self.n_item_layers = config["n_item_layers"]
-        item_adjacency = None
-        if config["item_graph_k"] > 0:
-            # raw features: the cosine of min-max-scaled ones is high for every pair (their shared offset)
-            raw, dims = modality_features(dataset, self.modalities)
-            item_adjacency = knn_adjacency(split_modalities(raw, dims), config["item_graph_k"], similarity_weighted=True)
+        self.item_graph_k = config["item_graph_k"]
+        # raw features: the cosine of min-max-scaled ones is high for every pair (their shared offset)
+        item_adjacency = self.item_graph(modality_features(dataset, self.modalities)[0]) if self.item_graph_k > 0 else None
         self.register_buffer("item_adjacency", item_adjacency, persistent=False)
+
+    def item_graph(self, raw_features):
+        r"""LATTICE's initial item-item graph ``S`` of the items' raw (unscaled, concatenated) features, row 0
+        the padding item: each modality's ``item_graph_k``-nearest-neighbour graph by cosine, similarity-weighted
+        and normalised ``D^{-1/2} S D^{-1/2}``, mixed equally over the modalities."""
+        return knn_adjacency(split_modalities(raw_features, self.modality_dims), self.item_graph_k, similarity_weighted=True)
 
     @torch.no_grad()
     def _initial_balance(self):

@@ -34,10 +34,13 @@ def knn_graph(x, k, chunk_size=2048):
 def normalized_knn_graph(x, k, similarity_weighted=True):
     r"""The :func:`knn_graph` of the rows of ``x`` but its row 0 (RecBole's padding item: no edges), normalised
     ``D^{-1/2} A D^{-1/2}``, as ``(edge_index, weight)``; ``A`` weighted by the cosine similarities (LATTICE's
-    ``S_m``; differentiable with respect to ``x``, for its learned graphs) or binary (FREEDOM's)."""
+    ``S_m``; differentiable with respect to ``x``, for its learned graphs) or binary (FREEDOM's). A negative
+    similarity weighs 0: an item whose nearest rows point away from it (an outlier) would otherwise get a
+    negative degree, whose ``D^{-1/2}`` is NaN (LATTICE's reference does not guard this; its features are
+    non-negative)."""
     edge_index, similarity = knn_graph(x[1:], k)
     edge_index = edge_index + 1
-    return edge_index, symmetric_edge_weight(edge_index, x.shape[0], similarity if similarity_weighted else None)
+    return edge_index, symmetric_edge_weight(edge_index, x.shape[0], similarity.clamp(min=0) if similarity_weighted else None)
 
 
 @torch.no_grad()
