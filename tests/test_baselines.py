@@ -98,7 +98,7 @@ def test_static_fusion_shares_metammf_backbone(backbone, tiny_config):
 
 def test_late_and_hybrid_fusion_are_decision_level(tiny_config):
     """Late fusion's score is the mean of per-modality scores, each from one modality's features only."""
-    _, model, _, _, _ = build("LateFusion_MF", tiny_config)
+    _, model, _, _, _ = build("LateFusion_MF", {**tiny_config, "item_graph_k": 0})  # the fusion alone (the graph: test_models)
     model.eval()
     users, items = torch.tensor([3, 4]), torch.tensor([10, 11])
     with torch.no_grad():
