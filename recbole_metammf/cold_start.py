@@ -38,7 +38,7 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import cat_interactions
 from recbole.utils import ModelType
 
-from recbole_metammf.model.abstract_recommender import modality_features
+from recbole_metammf.model.abstract_recommender import FusionMFBackbone, modality_features
 from recbole_metammf.utils import ConfigError, DataError, modality_scaling
 
 # the key under which each result of the ranking among all items is reported, e.g. all_items/recall@20
@@ -279,7 +279,6 @@ def _pad_square(matrix, size):
 
 
 def _inductive_models():
-    from recbole_metammf.model.abstract_recommender import FusionMFBackbone
     from recbole_metammf.model.general_recommender.vbpr import VBPR
 
     return FusionMFBackbone, VBPR

@@ -49,7 +49,7 @@ def knn_adjacency(blocks, k, weights=None, similarity_weighted=False):
     ``(n_items, d_m)`` tensor per modality, row 0 RecBole's padding item, which gets no edges), as a sparse
     ``(n_items, n_items)`` matrix. ``A_m`` is the :func:`normalized_knn_graph` of block ``m``: binary (FREEDOM's frozen
     graph) or weighted by the cosine similarities (``similarity_weighted``, LATTICE's initial graph ``S_m``);
-    ``weights`` default to equal ones. Repeated edges of several modalities are summed."""
+    ``weights`` default to ``1 / M`` each. Repeated edges of several modalities are summed."""
     weights = [1.0 / len(blocks)] * len(blocks) if weights is None else list(weights)
     indices, values = [], []
     for block, weight in zip(blocks, weights):
