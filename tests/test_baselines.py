@@ -435,6 +435,41 @@ def test_graphsage_layer_is_self_weight_plus_mean_of_neighbours(tiny_config):
     torch.testing.assert_close(torch.cat([user_all, item_all]), h)
 
 
+def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny_config):
+    """docs/scripts/probe_gcn_layer_steps.py (docs/RESULTS.md, "The GCN backbone's swings"): ``frozen`` fixes every
+    W_1, W_2 of the mean-aggregation layers at I/2 and trains the rest; ``layer lr x 0.1`` gives those weights, and
+    only those, a tenth of the learning rate; the swing is the mean step of the curve over its mean."""
+    import runpy
+
+    from recbole_metammf.pipeline import build as build_pipeline, make_config, train_and_test
+
+    probe = runpy.run_path(os.path.join(REPO_ROOT, "docs", "scripts", "probe_gcn_layer_steps.py"))
+    assert probe["swing"]([0.0] * 10 + [1.0, 3.0, 1.0, 3.0]) == pytest.approx(2.0 / 2.0)
+
+    pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
+    weights = probe["graph_layer_weights"](pipeline.model)
+    assert len(weights) == 2 * len(pipeline.model.gnn.convs)
+    embeddings_before = pipeline.model.user_embedding.weight.detach().clone()
+    probe["frozen"](pipeline)
+    optimised = {id(p) for group in pipeline.trainer.optimizer.param_groups for p in group["params"]}
+    assert not optimised & {id(w) for w in weights}
+    train_and_test(pipeline, saved=False, verbose=False, test=False)
+    for weight in weights:
+        torch.testing.assert_close(weight, torch.eye(64) / 2)
+    assert not torch.equal(pipeline.model.user_embedding.weight, embeddings_before)  # the rest trains
+
+    pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
+    probe["layer_lr_tenth"](pipeline)
+    rest, layers = pipeline.trainer.optimizer.param_groups
+    assert {id(p) for p in layers["params"]} == {id(w) for w in probe["graph_layer_weights"](pipeline.model)}
+    assert layers["lr"] == pytest.approx(pipeline.config["learning_rate"] / 10)
+    assert rest["lr"] == pytest.approx(pipeline.config["learning_rate"])
+    assert len(rest["params"]) + len(layers["params"]) == len(list(pipeline.model.parameters()))
+
+    pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "LightGCN"}, command_line=False))
+    assert probe["graph_layer_weights"](pipeline.model) == []  # nothing to freeze: the probe runs it as shipped only
+
+
 def test_gat_attention_over_a_nodes_neighbours_sums_to_one_and_matches_hand_computation(tiny_config):
     _, model, train_data, _, _ = build("GAT", tiny_config)
     model.eval()

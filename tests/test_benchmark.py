@@ -310,6 +310,11 @@ def test_a_finished_run_whose_model_defaults_changed_is_set_aside_and_made_again
     # ... at another value, or a key whose old behaviour is not declared: what the run trained with differs or is unknown
     assert runner.changed_defaults(records[spec.run_id], {"item_graph_k": 10}) == {"item_graph_k": (0, 10)}
     assert runner.changed_defaults(records[spec.run_id], {"added_later": True}) == {"added_later": (runner.MISSING, True)}
+    # the log names a key the record lacks as such, with the value it was compared as
+    described = runner.describe_changes(records[spec.run_id], {"item_graph_k": (0, 10), "added_later": (runner.MISSING, True),
+                                                                "reg_weight": (1e-4, 1e-5)})
+    assert described == ("no item_graph_k, made before the key existed, as item_graph_k=0 (now 10), "
+                         "no added_later (now True), reg_weight=0.0001 (now 1e-05)")
     # a default changed since: set aside, made again
     changed = {"LightGCN": {"reg_weight": 1e-5, "n_layers": 2}}
     assert runner.changed_defaults(records[spec.run_id], changed["LightGCN"]) == {"reg_weight": (1e-4, 1e-5)}

@@ -108,6 +108,21 @@ def changed_defaults(record, settings):
     return changed
 
 
+def describe_changes(record, changed):
+    r"""What :func:`changed_defaults` found, for the log: ``key=old (now new)``; a key the record lacks says so, with
+    the value it was compared as (:data:`VALUE_BEFORE_KEY`) when there is one."""
+    recorded = record.get("config") or {}
+    parts = []
+    for key, (old, new) in changed.items():
+        if old is MISSING:
+            parts.append(f"no {key} (now {new!r})")
+        elif key not in recorded:
+            parts.append(f"no {key}, made before the key existed, as {key}={old!r} (now {new!r})")
+        else:
+            parts.append(f"{key}={old!r} (now {new!r})")
+    return ", ".join(parts)
+
+
 def set_aside(output_dir, run_id):
     r"""Move a stale run's record and checkpoints to ``output_dir/stale/`` (kept, out of the tables)."""
     stale_dir = os.path.join(output_dir, "stale")
@@ -141,10 +156,8 @@ def run_all(runs, output_dir, progress=True, settings=None):
         if changed:
             stale_dir = set_aside(output_dir, run.run_id)
             logger.warning(
-                f"benchmark: {run.label} seed {run.seed} finished with "
-                + ", ".join(f"{key}={old!r} (now {new!r})" if old is not MISSING else f"no {key} (now {new!r})"
-                            for key, (old, new) in changed.items())
-                + f": its model's defaults changed since; the record is moved to {stale_dir} and the run made again"
+                f"benchmark: {run.label} seed {run.seed} finished with {describe_changes(record, changed)}: its model's "
+                f"defaults changed since; the record is moved to {stale_dir} and the run made again"
             )
             pending.append(run)
         else:

@@ -1,0 +1,97 @@
+r"""How much a mean-aggregation graph model's validation score swings from one epoch to the next, and what its
+learned layer weights have to do with it (docs/RESULTS.md, "The GCN backbone's swings").
+
+    python docs/scripts/probe_gcn_layer_steps.py --model=GraphSAGE --dataset=tiktok [--seed=2020] [--epochs=80] [--key=value ...]
+
+The model runs with the side-by-side benchmark's settings (what ``run_benchmark.py`` gives it: ``properties/
+benchmark/models.yaml``, then any ``--key=value``), early stopping off, and is evaluated on the validation
+split after every epoch; the test split is never evaluated. Three runs from the same initialisation:
+
+* ``as shipped``;
+* ``frozen``: the graph layers' ``W_1`` and ``W_2`` (Eq. 18) fixed at ``I / 2``, so that each layer averages a
+  node with the mean of its neighbours and no layer weight is learned;
+* ``layer lr x 0.1``: the graph layers' weights at a tenth of the learning rate, every other parameter at the
+  protocol's.
+
+A model without mean-aggregation layers (LightGCN, for comparison) runs ``as shipped`` only. For each run it prints
+validation NDCG@20 / ItemCoverage@20 (%) per epoch, the best epoch, and the swing: the mean absolute change of
+validation NDCG@20 from one epoch to the next, over its mean, from epoch 10 on.
+"""
+
+import sys
+
+import torch
+
+from recbole_metammf.cmdline import parse_settings
+from recbole_metammf.experiments.benchmark.plan import build_runs
+from recbole_metammf.model.layers import MeanAggregationGCN
+from recbole_metammf.pipeline import build, make_config, train_and_test
+
+SWING_FROM_EPOCH = 10
+
+
+def graph_layer_weights(model):
+    r"""The ``W_1``, ``W_2`` of every mean-aggregation layer of ``model`` (none for a model without such layers)."""
+    stacks = [module for module in model.modules() if isinstance(module, MeanAggregationGCN)]
+    return [conv.lin_l.weight for stack in stacks for conv in stack.convs] + [
+        conv.lin_r.weight for stack in stacks for conv in stack.convs
+    ]
+
+
+def frozen(pipeline):
+    for weight in graph_layer_weights(pipeline.model):
+        with torch.no_grad():
+            weight.copy_(torch.eye(weight.shape[0]) / 2)
+        weight.requires_grad_(False)
+    trainable = [p for p in pipeline.model.parameters() if p.requires_grad]
+    pipeline.trainer.optimizer = pipeline.trainer._build_optimizer(params=trainable)
+
+
+def layer_lr_tenth(pipeline):
+    layer = {id(w) for w in graph_layer_weights(pipeline.model)}
+    groups = [
+        {"params": [p for p in pipeline.model.parameters() if id(p) not in layer]},
+        {"params": graph_layer_weights(pipeline.model), "lr": pipeline.config["learning_rate"] / 10},
+    ]
+    pipeline.trainer.optimizer = pipeline.trainer._build_optimizer(params=groups)
+
+
+VARIANTS = {"as shipped": None, "frozen": frozen, "layer lr x 0.1": layer_lr_tenth}
+
+
+def swing(scores):
+    later = scores[SWING_FROM_EPOCH:]
+    steps = [abs(b - a) for a, b in zip(later, later[1:])]
+    return sum(steps) / len(steps) / (sum(later) / len(later))
+
+
+def main():
+    arguments = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in arguments):
+        print(__doc__)
+        return
+    settings = parse_settings(arguments)
+    model_name, dataset = settings.pop("model", "GraphSAGE"), settings.pop("dataset", "tiktok")
+    seed, epochs = int(settings.pop("seed", 2020)), int(settings.pop("epochs", 80))
+    sys.argv = sys.argv[:1]
+    (run,) = build_runs(dataset, [model_name], [seed], overrides=settings)
+    config_dict = {**run.config_dict, "seed": seed, "epochs": epochs, "stopping_step": epochs, "show_progress": False}
+    for name, change in VARIANTS.items():
+        pipeline = build(make_config(config_dict=config_dict, command_line=False))
+        if change is not None:
+            if not graph_layer_weights(pipeline.model):
+                continue  # no mean-aggregation layers: the model as shipped only
+            change(pipeline)
+        result = train_and_test(pipeline, saved=False, verbose=False, test=False)
+        curve = [(epoch, values["ndcg@20"], values["itemcoverage@20"]) for epoch, values in result["valid_history"]]
+        best = max(curve, key=lambda point: point[1])
+        print(
+            f"{model_name}, seed {seed}, {name}: best epoch {best[0]}, valid NDCG@20 {best[1]:.4f}, "
+            f"ItemCoverage@20 {best[2]:.1%}; swing {swing([c[1] for c in curve]):.1%}"
+        )
+        print("  NDCG@20 x 1000 / ItemCoverage@20 % by epoch: " + " ".join(f"{n * 1000:.0f}/{c * 100:.0f}" for _, n, c in curve))
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
