@@ -1,5 +1,6 @@
 """The multimodal baseline zoo: VBPR, static early/late/hybrid fusion (MF and GCN), MMGCN, GRCN, LATTICE."""
 
+import json
 import math
 import os
 import subprocess
@@ -445,6 +446,17 @@ def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny
 
     probe = runpy.run_path(os.path.join(REPO_ROOT, "docs", "scripts", "probe_gcn_layer_steps.py"))
     assert probe["swing"]([0.0] * 10 + [1.0, 3.0, 1.0, 3.0]) == pytest.approx(2.0 / 2.0)
+    # --runs=DIR: the same swing of each run's saved curve, with the validation coverage at the best and last epochs
+    runs_dir = os.path.join(tiny_config["checkpoint_dir"], "bench", "runs")
+    os.makedirs(runs_dir)
+    scores = [0.0] * 10 + [1.0, 3.0, 1.0, 3.0, 1.0]
+    curve = [[e, {"ndcg@20": v, "itemcoverage@20": e / 100}] for e, v in enumerate(scores)]
+    with open(os.path.join(runs_dir, "GraphSAGE__seed2020.json"), "w") as f:
+        json.dump({"label": "GraphSAGE", "valid_metric": "ndcg@20", "valid_curve": curve}, f)
+    with open(os.path.join(runs_dir, "Pop__seed2020.json"), "w") as f:  # one epoch: no swing
+        json.dump({"label": "Pop", "valid_metric": "ndcg@20", "valid_curve": curve[:1]}, f)
+    (row,) = probe["swings_of_runs"](os.path.dirname(runs_dir)).items()
+    assert row[0] == "GraphSAGE" and row[1] == [(pytest.approx(2.0 / (9.0 / 5)), 0.11, 0.14)]
 
     pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
     weights = probe["graph_layer_weights"](pipeline.model)

@@ -16,8 +16,17 @@ split after every epoch; the test split is never evaluated. Three runs from the 
 A model without mean-aggregation layers (LightGCN, for comparison) runs ``as shipped`` only. For each run it prints
 validation NDCG@20 / ItemCoverage@20 (%) per epoch, the best epoch, and the swing: the mean absolute change of
 validation NDCG@20 from one epoch to the next, over its mean, from epoch 10 on.
+
+    python docs/scripts/probe_gcn_layer_steps.py --runs=results/patience50
+
+trains nothing: for each model of a benchmark folder it prints the swing of its runs' saved validation curves (mean
+and range over the seeds) and the validation ItemCoverage@20 at the best epoch and at the last one.
 """
 
+import glob
+import json
+import os
+import statistics
 import sys
 
 import torch
@@ -65,10 +74,45 @@ def swing(scores):
     return sum(steps) / len(steps) / (sum(later) / len(later))
 
 
+def swings_of_runs(output_dir):
+    r"""``{label: [(swing, coverage at the best epoch, coverage at the last epoch), ...]}`` of the runs saved in a
+    benchmark folder whose validation curve is longer than ``SWING_FROM_EPOCH + 1`` epochs."""
+    by_label = {}
+    for path in sorted(glob.glob(os.path.join(output_dir, "runs", "*.json"))):
+        with open(path, encoding="utf-8") as f:
+            run = json.load(f)
+        curve = run["valid_curve"]
+        if len(curve) <= SWING_FROM_EPOCH + 2:
+            continue
+        metric = run["valid_metric"]
+        best = max(curve, key=lambda point: point[1][metric])
+        by_label.setdefault(run["label"], []).append(
+            (swing([values[metric] for _, values in curve]), best[1]["itemcoverage@20"], curve[-1][1]["itemcoverage@20"])
+        )
+    return by_label
+
+
+def print_swings_of_runs(output_dir):
+    print("| model | seeds | swing, mean (range) | valid ItemCoverage@20 at the best epoch | at the last epoch |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, rows in sorted(swings_of_runs(output_dir).items(), key=lambda item: -statistics.mean(r[0] for r in item[1])):
+        swings = [r[0] for r in rows]
+        print(
+            f"| {label} | {len(rows)} | {statistics.mean(swings):.1%} ({min(swings):.1%}–{max(swings):.1%}) | "
+            f"{statistics.mean(r[1] for r in rows):.1%} | {statistics.mean(r[2] for r in rows):.1%} |"
+        )
+
+
 def main():
     arguments = sys.argv[1:]
     if any(a in ("-h", "--help") for a in arguments):
         print(__doc__)
+        return
+    runs = [a.split("=", 1)[1] for a in arguments if a.startswith("--runs=")]
+    if runs:
+        if not os.path.isdir(os.path.join(runs[0], "runs")):
+            sys.exit(f"--runs={runs[0]}: no runs/ folder there (a run_benchmark.py --output folder is expected)")
+        print_swings_of_runs(runs[0])
         return
     settings = parse_settings(arguments)
     model_name, dataset = settings.pop("model", "GraphSAGE"), settings.pop("dataset", "tiktok")
