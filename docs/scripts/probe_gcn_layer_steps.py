@@ -76,13 +76,13 @@ def swing(scores):
 
 def swings_of_runs(output_dir):
     r"""``{label: [(swing, coverage at the best epoch, coverage at the last epoch), ...]}`` of the runs saved in a
-    benchmark folder whose validation curve is longer than ``SWING_FROM_EPOCH + 1`` epochs."""
+    benchmark folder whose validation curve has a step after epoch ``SWING_FROM_EPOCH`` (Pop's one epoch has none)."""
     by_label = {}
     for path in sorted(glob.glob(os.path.join(output_dir, "runs", "*.json"))):
         with open(path, encoding="utf-8") as f:
             run = json.load(f)
         curve = run["valid_curve"]
-        if len(curve) <= SWING_FROM_EPOCH + 2:
+        if len(curve) < SWING_FROM_EPOCH + 2:
             continue
         metric = run["valid_metric"]
         best = max(curve, key=lambda point: point[1][metric])
