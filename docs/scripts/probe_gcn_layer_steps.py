@@ -2,6 +2,7 @@ r"""How much a mean-aggregation graph model's validation score swings from one e
 learned layer weights have to do with it (docs/RESULTS.md, "The GCN backbone's swings").
 
     python docs/scripts/probe_gcn_layer_steps.py --model=GraphSAGE --dataset=tiktok [--seed=2020] [--epochs=80] [--key=value ...]
+    python docs/scripts/probe_gcn_layer_steps.py --model=GraphSAGE --dataset=ml100k --config_files=dataset/ml100k/ml100k.yaml
 
 The model runs with the side-by-side benchmark's settings (what ``run_benchmark.py`` gives it: ``properties/
 benchmark/models.yaml``, then any ``--key=value``), early stopping off, and is evaluated on the validation
@@ -31,7 +32,7 @@ import sys
 
 import torch
 
-from recbole_metammf.cmdline import parse_settings
+from recbole_metammf.cmdline import parse_config_files, parse_settings
 from recbole_metammf.experiments.benchmark.plan import build_runs
 from recbole_metammf.model.layers import MeanAggregationGCN
 from recbole_metammf.pipeline import build, make_config, train_and_test
@@ -117,8 +118,9 @@ def main():
     settings = parse_settings(arguments)
     model_name, dataset = settings.pop("model", "GraphSAGE"), settings.pop("dataset", "tiktok")
     seed, epochs = int(settings.pop("seed", 2020)), int(settings.pop("epochs", 80))
+    config_files = parse_config_files(str(settings.pop("config_files", "")))
     sys.argv = sys.argv[:1]
-    (run,) = build_runs(dataset, [model_name], [seed], overrides=settings)
+    (run,) = build_runs(dataset, [model_name], [seed], overrides=settings, config_files=config_files)
     config_dict = {**run.config_dict, "seed": seed, "epochs": epochs, "stopping_step": epochs, "show_progress": False}
     for name, change in VARIANTS.items():
         pipeline = build(make_config(config_dict=config_dict, command_line=False))
