@@ -457,6 +457,10 @@ def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny
         json.dump({"label": "Pop", "valid_metric": "ndcg@20", "valid_curve": curve[:1]}, f)
     (row,) = probe["swings_of_runs"](os.path.dirname(runs_dir)).items()
     assert row[0] == "GraphSAGE" and row[1] == [(pytest.approx(2.0 / (9.0 / 5)), 0.11, 0.14)]
+    script = os.path.join(REPO_ROOT, "docs", "scripts", "probe_gcn_layer_steps.py")
+    for arguments, message in [(["--model=GraphSAG"], "error: model: 'GraphSAG'"), (["--runs=nowhere"], "--runs=nowhere: no runs/")]:
+        done = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
 
     pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
     weights = probe["graph_layer_weights"](pipeline.model)

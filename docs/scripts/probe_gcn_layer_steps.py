@@ -33,6 +33,7 @@ import sys
 import torch
 
 from recbole_metammf.cmdline import parse_config_files, parse_settings
+from recbole_metammf.utils import ConfigError, DataError
 from recbole_metammf.experiments.benchmark.plan import build_runs
 from recbole_metammf.model.layers import MeanAggregationGCN
 from recbole_metammf.pipeline import build, make_config, train_and_test
@@ -140,4 +141,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, DataError) as error:  # a setting or the data refused: the message, not a traceback
+        sys.exit(f"error: {error}")
