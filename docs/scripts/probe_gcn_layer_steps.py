@@ -32,9 +32,10 @@ import sys
 
 import torch
 
-from recbole_metammf.cmdline import parse_config_files, parse_settings
+from recbole_metammf.cmdline import clean_argv, parse_config_files, parse_settings
 from recbole_metammf.utils import ConfigError, DataError
 from recbole_metammf.experiments.benchmark.plan import build_runs
+from recbole_metammf.experiments.benchmark.run import epoch_of_best
 from recbole_metammf.model.layers import MeanAggregationGCN
 from recbole_metammf.pipeline import build, make_config, train_and_test
 
@@ -87,9 +88,9 @@ def swings_of_runs(output_dir):
         if len(curve) < SWING_FROM_EPOCH + 2:
             continue
         metric = run["valid_metric"]
-        best = max(curve, key=lambda point: point[1][metric])
+        best = dict(curve)[epoch_of_best(curve, metric, run.get("valid_score_bigger", True))]
         by_label.setdefault(run["label"], []).append(
-            (swing([values[metric] for _, values in curve]), best[1]["itemcoverage@20"], curve[-1][1]["itemcoverage@20"])
+            (swing([values[metric] for _, values in curve]), best["itemcoverage@20"], curve[-1][1]["itemcoverage@20"])
         )
     return by_label
 
@@ -120,8 +121,8 @@ def main():
     model_name, dataset = settings.pop("model", "GraphSAGE"), settings.pop("dataset", "tiktok")
     seed, epochs = int(settings.pop("seed", 2020)), int(settings.pop("epochs", 80))
     config_files = parse_config_files(str(settings.pop("config_files", "")))
-    sys.argv = sys.argv[:1]
-    (run,) = build_runs(dataset, [model_name], [seed], overrides=settings, config_files=config_files)
+    with clean_argv():
+        (run,) = build_runs(dataset, [model_name], [seed], overrides=settings, config_files=config_files)
     config_dict = {**run.config_dict, "seed": seed, "epochs": epochs, "stopping_step": epochs, "show_progress": False}
     for name, change in VARIANTS.items():
         pipeline = build(make_config(config_dict=config_dict, command_line=False))
@@ -129,14 +130,15 @@ def main():
             if not graph_layer_weights(pipeline.model):
                 continue  # no mean-aggregation layers: the model as shipped only
             change(pipeline)
-        result = train_and_test(pipeline, saved=False, verbose=False, test=False)
-        curve = [(epoch, values["ndcg@20"], values["itemcoverage@20"]) for epoch, values in result["valid_history"]]
-        best = max(curve, key=lambda point: point[1])
+        history = train_and_test(pipeline, saved=False, verbose=False, test=False)["valid_history"]
+        best_epoch = epoch_of_best(history, "ndcg@20")
+        best = dict(history)[best_epoch]
         print(
-            f"{model_name}, seed {seed}, {name}: best epoch {best[0]}, valid NDCG@20 {best[1]:.4f}, "
-            f"ItemCoverage@20 {best[2]:.1%}; swing {swing([c[1] for c in curve]):.1%}"
+            f"{model_name}, seed {seed}, {name}: best epoch {best_epoch}, valid NDCG@20 {best['ndcg@20']:.4f}, "
+            f"ItemCoverage@20 {best['itemcoverage@20']:.1%}; swing {swing([v['ndcg@20'] for _, v in history]):.1%}"
         )
-        print("  NDCG@20 x 1000 / ItemCoverage@20 % by epoch: " + " ".join(f"{n * 1000:.0f}/{c * 100:.0f}" for _, n, c in curve))
+        print("  NDCG@20 x 1000 / ItemCoverage@20 % by epoch: "
+              + " ".join(f"{v['ndcg@20'] * 1000:.0f}/{v['itemcoverage@20'] * 100:.0f}" for _, v in history))
         sys.stdout.flush()
 
 
