@@ -438,8 +438,9 @@ def test_graphsage_layer_is_self_weight_plus_mean_of_neighbours(tiny_config):
 
 def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny_config):
     """docs/scripts/probe_gcn_layer_steps.py (docs/RESULTS.md, "The GCN backbone's swings"): ``frozen`` fixes every
-    W_1, W_2 of the mean-aggregation layers at I/2 and trains the rest; ``layer lr x 0.1`` gives those weights, and
-    only those, a tenth of the learning rate; the swing is the mean step of the curve over its mean."""
+    W_1, W_2 of the mean-aggregation layers at I/2 and trains the rest; ``started at I/2`` starts them there and
+    trains them; ``layer lr x 0.1`` gives those weights, and only those, a tenth of the learning rate; the swing is
+    the mean step of the curve over its mean."""
     import runpy
 
     from recbole_metammf.pipeline import build as build_pipeline, make_config, train_and_test
@@ -458,7 +459,11 @@ def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny
     (row,) = probe["swings_of_runs"](os.path.dirname(runs_dir)).items()
     assert row[0] == "GraphSAGE" and row[1] == [(pytest.approx(2.0 / (9.0 / 5)), 0.11, 0.14)]
     script = os.path.join(REPO_ROOT, "docs", "scripts", "probe_gcn_layer_steps.py")
-    for arguments, message in [(["--model=GraphSAG"], "error: model: 'GraphSAG'"), (["--runs=nowhere"], "--runs=nowhere: no runs/")]:
+    for arguments, message in [
+        (["--model=GraphSAG"], "error: model: 'GraphSAG'"),
+        (["--runs=nowhere"], "--runs=nowhere: no runs/"),
+        (["--variants=frozen,thawed"], "error: --variants: got ['thawed']"),
+    ]:
         done = subprocess.run([sys.executable, script, *arguments], capture_output=True, text=True, timeout=120)
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
 
@@ -473,6 +478,14 @@ def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny
     for weight in weights:
         torch.testing.assert_close(weight, torch.eye(64) / 2)
     assert not torch.equal(pipeline.model.user_embedding.weight, embeddings_before)  # the rest trains
+
+    pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
+    probe["started_at_half_identity"](pipeline)
+    weights = probe["graph_layer_weights"](pipeline.model)
+    for weight in weights:
+        torch.testing.assert_close(weight, torch.eye(64) / 2)
+    train_and_test(pipeline, saved=False, verbose=False, test=False)
+    assert all(weight.requires_grad and not torch.equal(weight, torch.eye(64) / 2) for weight in weights)  # then learned
 
     pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
     probe["layer_lr_tenth"](pipeline)

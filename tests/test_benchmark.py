@@ -23,6 +23,7 @@ from recbole_metammf.utils import PROPERTIES_DIR, REPO_ROOT, ConfigError
 
 SCRIPT = os.path.join(REPO_ROOT, "run_benchmark.py")
 PATIENCE_REPLAY = os.path.join(REPO_ROOT, "docs", "scripts", "patience_replay.py")
+PAIRED_TTEST = os.path.join(REPO_ROOT, "docs", "scripts", "paired_ttest.py")
 MODELS = ["BPR", "MetaMMF_MF", "MetaMMF_GCN"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -497,3 +498,32 @@ def test_patience_replay_reselects_what_early_stopping_selected(tiny_yaml, in_tm
     done = subprocess.run([sys.executable, PATIENCE_REPLAY, str(out), "--models", "LightGCN"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "--models LightGCN: no runs of them" in done.stderr
+
+
+def test_paired_ttest_script_pairs_the_seeds_both_ran_and_names_what_it_refuses(tmp_path):
+    """docs/scripts/paired_ttest.py: scipy's paired t-test over the seeds both folders ran (a seed only one ran is
+    left out); an unknown label or metric is refused with what the runs have, exit 1, no traceback."""
+    valid = {"A": [0.30, 0.32, 0.35, 0.31], "B": [0.28, 0.31, 0.30]}
+    for name, folder in (("A", "one"), ("B", "two")):
+        os.makedirs(tmp_path / folder / "runs", exist_ok=True)
+        for seed, score in zip([2020, 2021, 2022, 2023], valid[name]):
+            with open(tmp_path / folder / "runs" / f"M__seed{seed}.json", "w") as f:
+                json.dump({"label": "M", "seed": seed, "best_valid_score": score,
+                           "test_result": {"ndcg@20": score / 2}}, f)
+
+    def paired(*arguments):
+        return subprocess.run([sys.executable, PAIRED_TTEST, *arguments], capture_output=True, text=True, timeout=120)
+
+    done = paired(str(tmp_path / "one"), "M", "M", "--b-from", str(tmp_path / "two"), "--metrics", "ndcg@20")
+    assert done.returncode == 0, done.stderr
+    p = stats.ttest_rel(valid["A"][:3], valid["B"]).pvalue
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("best_valid_score: M 0.3233, M 0.2967, +9.0 %") and f"paired p = {p:.3g} over 3 seeds" in lines[0]
+    assert lines[1].startswith("ndcg@20: M 0.1617, M 0.1483") and f"paired p = {p:.3g}" in lines[1]
+    done = paired(str(tmp_path / "one"), "M", "M", "--metrics", "valid")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: --metrics: ['valid'] not in the runs (they have ['best_valid_score', 'ndcg@20']" in done.stderr
+    done = paired(str(tmp_path / "one"), "M", "N")
+    assert done.returncode == 1 and "error: no runs of 'N'" in done.stderr and "it has ['M']" in done.stderr
+    done = paired(str(tmp_path / "nowhere"), "M", "M")
+    assert done.returncode == 1 and "no such benchmark folder" in done.stderr

@@ -49,7 +49,13 @@ def main():
     args = parser.parse_args()
     rows_a = read_runs(args.runs_csv, args.a)
     rows_b = read_runs(args.b_from or args.runs_csv, args.b)
-    for metric in ["best_valid_score"] + args.metrics.split(","):
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    known = set(rows_a[0]) & set(rows_b[0]) - {"label", "seed"}
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise SystemExit(f"error: --metrics: {unknown} not in the runs (they have {sorted(known)}; the validation "
+                         "score, best_valid_score, is always compared)")
+    for metric in ["best_valid_score"] + [m for m in metrics if m != "best_valid_score"]:
         a = {str(r["seed"]): float(r[metric]) for r in rows_a}
         b = {str(r["seed"]): float(r[metric]) for r in rows_b}
         seeds = sorted(set(a) & set(b))

@@ -1,18 +1,21 @@
 r"""How much a mean-aggregation graph model's validation score swings from one epoch to the next, and what its
 learned layer weights have to do with it (docs/RESULTS.md, "The GCN backbone's swings").
 
-    python docs/scripts/probe_gcn_layer_steps.py --model=GraphSAGE --dataset=tiktok [--seed=2020] [--epochs=80] [--key=value ...]
+    python docs/scripts/probe_gcn_layer_steps.py --model=GraphSAGE --dataset=tiktok [--seed=2020] [--epochs=80] [--variants=...] [--key=value ...]
     python docs/scripts/probe_gcn_layer_steps.py --model=GraphSAGE --dataset=ml100k --config_files=dataset/ml100k/ml100k.yaml
 
 The model runs with the side-by-side benchmark's settings (what ``run_benchmark.py`` gives it: ``properties/
 benchmark/models.yaml``, then any ``--key=value``), early stopping off, and is evaluated on the validation
-split after every epoch; the test split is never evaluated. Three runs from the same initialisation:
+split after every epoch; the test split is never evaluated. Four runs from the same initialisation:
 
 * ``as shipped``;
 * ``frozen``: the graph layers' ``W_1`` and ``W_2`` (Eq. 18) fixed at ``I / 2``, so that each layer averages a
   node with the mean of its neighbours and no layer weight is learned;
 * ``layer lr x 0.1``: the graph layers' weights at a tenth of the learning rate, every other parameter at the
-  protocol's.
+  protocol's;
+* ``started at I/2``: those weights started at ``I / 2`` instead of Xavier's draw, then learned as shipped.
+
+``"--variants=as shipped,frozen"`` (comma-separated) runs only those; all four by default.
 
 A model without mean-aggregation layers (LightGCN, for comparison) runs ``as shipped`` only. For each run it prints
 validation NDCG@20 / ItemCoverage@20 (%) per epoch, the best epoch, and the swing: the mean absolute change of
@@ -50,10 +53,15 @@ def graph_layer_weights(model):
     ]
 
 
-def frozen(pipeline):
+def started_at_half_identity(pipeline):
     for weight in graph_layer_weights(pipeline.model):
         with torch.no_grad():
             weight.copy_(torch.eye(weight.shape[0]) / 2)
+
+
+def frozen(pipeline):
+    started_at_half_identity(pipeline)
+    for weight in graph_layer_weights(pipeline.model):
         weight.requires_grad_(False)
     trainable = [p for p in pipeline.model.parameters() if p.requires_grad]
     pipeline.trainer.optimizer = pipeline.trainer._build_optimizer(params=trainable)
@@ -68,7 +76,21 @@ def layer_lr_tenth(pipeline):
     pipeline.trainer.optimizer = pipeline.trainer._build_optimizer(params=groups)
 
 
-VARIANTS = {"as shipped": None, "frozen": frozen, "layer lr x 0.1": layer_lr_tenth}
+def normalised_layer_outputs(pipeline, last=True):
+    stacks = [module for module in pipeline.model.modules() if isinstance(module, MeanAggregationGCN)]
+    for stack in stacks:
+        for conv in stack.convs if last else stack.convs[:-1]:
+            conv.normalize = True  # SAGEConv's own switch: each output row to unit length (GraphSAGE's Alg. 1, line 7)
+
+
+VARIANTS = {
+    "as shipped": None,
+    "frozen": frozen,
+    "layer lr x 0.1": layer_lr_tenth,
+    "started at I/2": started_at_half_identity,
+    "layer outputs L2-normalised": normalised_layer_outputs,
+    "inner layer outputs L2-normalised": lambda pipeline: normalised_layer_outputs(pipeline, last=False),
+}
 
 
 def swing(scores):
@@ -120,11 +142,16 @@ def main():
     settings = parse_settings(arguments)
     model_name, dataset = settings.pop("model", "GraphSAGE"), settings.pop("dataset", "tiktok")
     seed, epochs = int(settings.pop("seed", 2020)), int(settings.pop("epochs", 80))
+    variants = [v.strip() for v in str(settings.pop("variants", ",".join(VARIANTS))).split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"--variants: got {unknown}; expected a comma-separated list of {list(VARIANTS)}")
     config_files = parse_config_files(str(settings.pop("config_files", "")))
     with clean_argv():
         (run,) = build_runs(dataset, [model_name], [seed], overrides=settings, config_files=config_files)
     config_dict = {**run.config_dict, "seed": seed, "epochs": epochs, "stopping_step": epochs, "show_progress": False}
-    for name, change in VARIANTS.items():
+    for name in variants:
+        change = VARIANTS[name]
         pipeline = build(make_config(config_dict=config_dict, command_line=False))
         if change is not None:
             if not graph_layer_weights(pipeline.model):
