@@ -487,6 +487,15 @@ def test_gcn_layer_step_probe_freezes_or_slows_the_graph_layer_weights_only(tiny
     train_and_test(pipeline, saved=False, verbose=False, test=False)
     assert all(weight.requires_grad and not torch.equal(weight, torch.eye(64) / 2) for weight in weights)  # then learned
 
+    for name, expected in [("layer outputs L2-normalised", [True, True]), ("inner layer outputs L2-normalised", [True, False])]:
+        pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
+        probe["VARIANTS"][name](pipeline)
+        assert [conv.normalize for conv in pipeline.model.gnn.convs] == expected
+        model = pipeline.model.eval()  # no dropout
+        with torch.no_grad():
+            outputs = model.gnn.layer_outputs(torch.randn(model.n_users + model.n_items, 64), model.graph_structure)
+        assert [bool(torch.allclose(o.norm(dim=1), torch.ones(len(o)))) for o in outputs[1:]] == expected
+
     pipeline = build_pipeline(make_config(config_dict={**tiny_config, "model": "GraphSAGE"}, command_line=False))
     probe["layer_lr_tenth"](pipeline)
     rest, layers = pipeline.trainer.optimizer.param_groups
