@@ -131,7 +131,7 @@ SCRIPT_OPTIONS = {
     "port", "group_offset", "models", "seeds", "output", "preset", "tsne_users", "space", "metric", "name",
     "address", "scheduler", "batches", "profile", "scale", "synthetic", "work", "report", "key",
     "new_items", "items", "latent",  # latent: docs/scripts/probe_meta_information.py
-    "runs",  # docs/scripts/probe_gcn_layer_steps.py
+    "runs", "variants",  # docs/scripts/probe_gcn_layer_steps.py
 }
 
 
