@@ -45,9 +45,13 @@ from recbole_metammf.pipeline import build, make_config, train_and_test
 SWING_FROM_EPOCH = 10
 
 
+def mean_aggregation_stacks(model):
+    return [module for module in model.modules() if isinstance(module, MeanAggregationGCN)]
+
+
 def graph_layer_weights(model):
     r"""The ``W_1``, ``W_2`` of every mean-aggregation layer of ``model`` (none for a model without such layers)."""
-    stacks = [module for module in model.modules() if isinstance(module, MeanAggregationGCN)]
+    stacks = mean_aggregation_stacks(model)
     return [conv.lin_l.weight for stack in stacks for conv in stack.convs] + [
         conv.lin_r.weight for stack in stacks for conv in stack.convs
     ]
@@ -68,17 +72,17 @@ def frozen(pipeline):
 
 
 def layer_lr_tenth(pipeline):
-    layer = {id(w) for w in graph_layer_weights(pipeline.model)}
+    weights = graph_layer_weights(pipeline.model)
+    layer = {id(w) for w in weights}
     groups = [
         {"params": [p for p in pipeline.model.parameters() if id(p) not in layer]},
-        {"params": graph_layer_weights(pipeline.model), "lr": pipeline.config["learning_rate"] / 10},
+        {"params": weights, "lr": pipeline.config["learning_rate"] / 10},
     ]
     pipeline.trainer.optimizer = pipeline.trainer._build_optimizer(params=groups)
 
 
 def normalised_layer_outputs(pipeline, last=True):
-    stacks = [module for module in pipeline.model.modules() if isinstance(module, MeanAggregationGCN)]
-    for stack in stacks:
+    for stack in mean_aggregation_stacks(pipeline.model):
         for conv in stack.convs if last else stack.convs[:-1]:
             conv.normalize = True  # SAGEConv's own switch: each output row to unit length (GraphSAGE's Alg. 1, line 7)
 
