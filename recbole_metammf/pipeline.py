@@ -117,7 +117,9 @@ def train_and_test(
 
     Returns the results dict: the validation and test results, the epochs trained by this call, seconds
     per epoch, the validation history, the parameter counts (``fusion_tower_parameters``: the meta
-    fusion tower's, None without one), the checkpoints and the final config (``config``, plain data)."""
+    fusion tower's, None without one), the checkpoints and the final config (``config``, plain data).
+    ``before_resume``: what the epochs before ``first_epoch`` recorded, when resumed from a ``-last``
+    checkpoint (validation history, epoch seconds, seconds in ``fit``; empty lists and 0 otherwise)."""
     config, data, model, trainer = pipeline.config, pipeline.data, pipeline.model, pipeline.trainer
     if resume is not None:
         trainer.resume_checkpoint(resume)
@@ -138,6 +140,7 @@ def train_and_test(
         "first_epoch": first_epoch,
         "train_seconds_per_epoch": sum(seconds) / len(seconds) if seconds else float("nan"),
         "valid_history": trainer.valid_history,
+        "before_resume": trainer.before_resume,
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "fusion_tower_parameters": analysis.fusion_tower_parameters(model),
         "checkpoint": trainer.saved_model_file if saved else None,

@@ -126,15 +126,17 @@ def objective_function(
     saved: bool = True,
     verbose: bool = False,
     command_line: bool = True,
+    resume: Optional[str] = None,
 ) -> Dict[str, Any]:
     r"""One quiet run for sweeps and benchmarks: the same data, trainer and evaluator as
     :func:`run_recbole_metammf`, returning the same dict (valid results select, test is reported).
     ``verbose``: log the dataset, the model and each epoch (RecBole's INFO lines; the log file and the console).
-    ``command_line=False``: only ``config_dict`` and the files, not the program's ``--key=value`` arguments."""
+    ``command_line=False``: only ``config_dict`` and the files, not the program's ``--key=value`` arguments.
+    ``resume``: a checkpoint of this same run to continue from (the caller checks that it is this run's)."""
     config = make_config(config_dict=config_dict, config_file_list=config_file_list, command_line=command_line)
     start_logging(config)
     logging.basicConfig(level=logging.ERROR)
-    return train_and_test(build(config, verbose=verbose), saved=saved, verbose=verbose)
+    return train_and_test(build(config, verbose=verbose), saved=saved, verbose=verbose, resume=resume)
 
 
 def load_data_and_model(model_file: str) -> Tuple[Config, torch.nn.Module, Any, Any, Any, Any]:

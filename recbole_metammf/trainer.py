@@ -4,7 +4,8 @@ per-epoch timing, multi-process training on CPU as on GPUs, and the cold-start e
 The checkpoint format is :mod:`recbole_metammf.checkpoint`. RecBole saves only when the validation
 score improves, so a run killed later would lose the epochs after its best one: besides that best
 checkpoint the trainer writes ``<name>-last.pth`` after every epoch, from which a resume continues
-exactly (:meth:`SafeCheckpointMixin.resume_checkpoint`).
+exactly (:meth:`SafeCheckpointMixin.resume_checkpoint`). It also holds the validation history, the epoch times and
+the seconds spent in ``fit`` so far, so that a resumed run can report its whole run (:attr:`before_resume`).
 
 In a multi-process run (RecBole's torch.distributed path, see :mod:`recbole_metammf.distributed`)
 the model is wrapped in DistributedDataParallel on CPU (gloo) as on GPUs (nccl); only global rank 0
@@ -99,6 +100,9 @@ class SafeCheckpointMixin:
         self._save_last, self._verbose = False, True  # set by fit(saved=..., verbose=...)
         self._resumed = False
         self._pending_rng = None  # the resumed run's generators, restored when its first epoch starts
+        # what the attempts before a resume from a -last checkpoint recorded (empty without one)
+        self.before_resume = {"valid_history": [], "epoch_train_seconds": [], "fit_seconds": 0.0}
+        self._fit_started = None
         self._epoch, self._batch = None, -1  # where training is, for the finite-loss check
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, *args, **kwargs):
@@ -112,6 +116,7 @@ class SafeCheckpointMixin:
             )
             return self.best_valid_score, self.best_valid_result
         self._save_last, self._verbose = saved, verbose
+        self._fit_started = time.perf_counter()
         result = super().fit(train_data, valid_data, verbose, saved, *args, **kwargs)
         if saved and self._epoch is not None:
             self._save_last_checkpoint(self._epoch, train_data, verbose)  # the state the run ended in
@@ -190,6 +195,10 @@ class SafeCheckpointMixin:
                 "best_checkpoint": os.path.basename(self.saved_model_file),  # its sibling, wherever the folder moves
                 "best_valid_result": to_plain(self.best_valid_result),
                 "rng": rng_state(train_data),
+                # the whole run's record, earlier attempts included, for a resume to report
+                "valid_history": self.before_resume["valid_history"] + to_plain([list(h) for h in self.valid_history]),
+                "epoch_train_seconds": self.before_resume["epoch_train_seconds"] + list(self.epoch_train_seconds),
+                "fit_seconds": self.before_resume["fit_seconds"] + time.perf_counter() - self._fit_started,
             }
         )
         save_checkpoint(state, self.last_checkpoint_file)
@@ -218,6 +227,12 @@ class SafeCheckpointMixin:
             self.last_checkpoint_file = resume_file
             self.best_valid_result = checkpoint["best_valid_result"]
             self._pending_rng = checkpoint["rng"]
+            # absent from -last checkpoints written before 2026-12-07: the earlier epochs' record is then unknown
+            self.before_resume = {
+                "valid_history": [[int(epoch), dict(result)] for epoch, result in checkpoint.get("valid_history", [])],
+                "epoch_train_seconds": [float(s) for s in checkpoint.get("epoch_train_seconds", [])],
+                "fit_seconds": float(checkpoint.get("fit_seconds", 0.0)),
+            }
         else:
             self.saved_model_file = resume_file
             self.last_checkpoint_file = last_checkpoint_path(resume_file)

@@ -1,7 +1,10 @@
 """Shared fixtures: a small multimodal dataset written as RecBole atomic files, and a clean cwd."""
 
 import os
+import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -97,6 +100,46 @@ def tiny_config(in_tmp_cwd):
         "checkpoint_dir": str(in_tmp_cwd / "saved"),
         "seed": 2020,
     }
+
+
+# ---- killing a run mid-epoch (the resume tests) ------------------------------------------------
+
+KILL_EPOCH = 3
+# The child is the real command line, with one test-only hook: at batch 2 of epoch KILL_EPOCH it writes
+# a marker and sleeps, so the test kills it (SIGKILL) mid-epoch at a known point whatever the machine's load.
+CHILD = """
+import os, runpy, sys, time
+from recbole_metammf.trainer import SafeCheckpointMixin
+check = SafeCheckpointMixin._check_nan
+def check_then_hang(self, loss):
+    check(self, loss)
+    if self._epoch == {epoch} and self._batch == 2:
+        open({marker!r}, "w").close()
+        time.sleep(600)
+SafeCheckpointMixin._check_nan = check_then_hang
+sys.argv = [{script!r}] + {args!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def kill_mid_epoch(tmp, script, args):
+    """Run ``script`` with ``args`` in a child process and SIGKILL it in epoch KILL_EPOCH."""
+    marker = str(tmp / "hanging")
+    code = CHILD.format(epoch=KILL_EPOCH, marker=marker, script=script, args=args)
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not os.path.exists(marker):
+            assert child.poll() is None, f"the run ended before epoch {KILL_EPOCH}: {child.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "the run did not reach the kill point in 300 s"
+            time.sleep(0.2)
+        child.send_signal(signal.SIGKILL)  # no clean-up, like a lost machine
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
 
 
 def build(model_name, config_dict, seed=2020):

@@ -15,8 +15,9 @@ import yaml
 from scipy import stats
 
 import recbole_metammf.quick_start as quick_start
-from conftest import build
+from conftest import KILL_EPOCH, build, kill_mid_epoch
 from recbole_metammf import analysis
+from recbole_metammf.checkpoint import load_checkpoint, save_checkpoint
 from recbole_metammf.experiments.benchmark import plan
 from recbole_metammf.experiments.benchmark import summary as tables
 from recbole_metammf.utils import PROPERTIES_DIR, REPO_ROOT, ConfigError
@@ -323,6 +324,57 @@ def test_a_finished_run_whose_model_defaults_changed_is_set_aside_and_made_again
     assert calls == ["LightGCN", "LightGCN"] and spec.run_id in records
     stale = glob.glob(os.path.join(out, "stale", f"{spec.run_id}.*.json"))
     assert len(stale) == 1 and json.load(open(stale[0]))["config"]["reg_weight"] == 1e-4
+
+
+def test_a_killed_run_goes_on_from_its_last_epoch_to_the_record_of_an_uninterrupted_one(tiny_yaml, in_tmp_cwd, capfd):
+    argv = ["--dataset=tiny", "--models=MetaMMF_GCN", "--seeds=2020,", f"--config_files={tiny_yaml}", "--epochs=5", "--no-progress"]
+    (whole,) = cli()(argv + [f"--output={in_tmp_cwd / 'whole'}"])["records"].values()
+    out = in_tmp_cwd / "killed"
+    kill_mid_epoch(in_tmp_cwd, SCRIPT, argv + [f"--output={out}"])
+    [last] = glob.glob(str(out / "checkpoints" / "*" / "*-last.pth"))
+    assert load_checkpoint(last)["epoch"] == KILL_EPOCH - 1
+    assert not os.path.isdir(out / "runs") or not os.listdir(out / "runs")
+
+    capfd.readouterr()
+    (resumed,) = cli()(argv + [f"--output={out}"])["records"].values()
+    assert f"MetaMMF_GCN seed 2020 goes on after epoch {KILL_EPOCH - 1} from {last}" in capfd.readouterr().err
+    # the whole run's record, as if it had not stopped: every epoch's validation, the same selection and test
+    for key in ("run_id", "valid_curve", "best_valid_result", "test_result", "epochs", "epoch_of_best", "n_parameters"):
+        assert resumed[key] == whole[key], key
+    assert [epoch for epoch, _ in resumed["valid_curve"]] == list(range(5))
+    assert resumed["resumed_after_epoch"] == KILL_EPOCH - 1 and whole["resumed_after_epoch"] is None
+    assert resumed["train_seconds_per_epoch"] > 0 and resumed["wall_seconds"] > 0
+    assert not glob.glob(str(out / "checkpoints" / "*" / "*-last.pth"))  # finished: nothing left to resume
+
+
+def test_a_resume_point_is_used_only_when_it_is_the_runs_own(tiny_config, in_tmp_cwd):
+    from recbole_metammf.experiments.benchmark import run as runner
+
+    (spec,) = plan.build_runs("tiny", ["BPR"], [2020])
+    folder = str(in_tmp_cwd / "checkpoints")
+    assert runner.interrupted_attempt(folder, spec) == (None, None)  # nothing there: a fresh start, nothing to say
+    result = quick_start.objective_function(
+        config_dict={**spec.config_dict, **tiny_config, "epochs": 1, "seed": 2020, "checkpoint_dir": folder},
+        command_line=False,
+    )
+    last = result["last_checkpoint"]
+    with_tiny = plan.RunSpec(**{**spec.__dict__, "config_dict": {**spec.config_dict, **tiny_config, "epochs": 1}})
+    path, checkpoint = runner.interrupted_attempt(folder, with_tiny)
+    assert path == last and checkpoint["epoch"] == 0
+    # another seed, another setting, a model default changed since: not this run's
+    other_seed = plan.RunSpec(**{**with_tiny.__dict__, "seed": 2021})
+    assert runner.interrupted_attempt(folder, other_seed) == (None, f"{last} was written with other settings (seed)")
+    other_lr = plan.RunSpec(**{**with_tiny.__dict__, "config_dict": {**with_tiny.config_dict, "learning_rate": 0.5}})
+    assert runner.interrupted_attempt(folder, other_lr)[1] == f"{last} was written with other settings (learning_rate)"
+    assert runner.interrupted_attempt(folder, with_tiny, {"embedding_size": 7})[1].endswith("(embedding_size)")
+    # written before the history was kept, or unreadable: named, and the run starts again
+    state = load_checkpoint(last)
+    del state["valid_history"]
+    save_checkpoint(state, last)
+    assert "does not hold the run's validation history" in runner.interrupted_attempt(folder, with_tiny)[1]
+    with open(last, "wb") as f:
+        f.write(b"not a checkpoint")
+    assert runner.interrupted_attempt(folder, with_tiny)[1].startswith(last)
 
 
 def test_cli_refuses_what_is_not_a_setting(tiny_yaml, in_tmp_cwd):

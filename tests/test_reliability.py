@@ -5,10 +5,7 @@ import argparse
 import glob
 import os
 import runpy
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -23,7 +20,7 @@ from recbole_metammf.registry import get_model
 from recbole_metammf.trainer import NonFiniteLossError
 from recbole_metammf.utils import REPO_ROOT, ConfigError, DataError
 
-from conftest import write_tiny_dataset
+from conftest import KILL_EPOCH, kill_mid_epoch, write_tiny_dataset
 
 SCRIPT = os.path.join(REPO_ROOT, "run_recbole_metammf.py")
 PLAIN = (str, int, float, bool, type(None))
@@ -93,43 +90,6 @@ def test_a_pickled_checkpoint_is_refused_clearly(in_tmp_cwd):
 
 # ---- kill and resume --------------------------------------------------------------------------
 
-KILL_EPOCH = 3
-# The child is the real command line, with one test-only hook: at batch 2 of epoch KILL_EPOCH it writes
-# a marker and sleeps, so the test kills it (SIGKILL) mid-epoch at a known point whatever the machine's load.
-CHILD = """
-import os, runpy, sys, time
-from recbole_metammf.trainer import SafeCheckpointMixin
-check = SafeCheckpointMixin._check_nan
-def check_then_hang(self, loss):
-    check(self, loss)
-    if self._epoch == {epoch} and self._batch == 2:
-        open({marker!r}, "w").close()
-        time.sleep(600)
-SafeCheckpointMixin._check_nan = check_then_hang
-sys.argv = [{script!r}] + {args!r}
-runpy.run_path({script!r}, run_name="__main__")
-"""
-
-
-def kill_mid_epoch(tmp, args):
-    marker = str(tmp / "hanging")
-    code = CHILD.format(epoch=KILL_EPOCH, marker=marker, script=SCRIPT, args=args)
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while not os.path.exists(marker):
-            assert child.poll() is None, f"the run ended before epoch {KILL_EPOCH}: {child.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "the run did not reach the kill point in 300 s"
-            time.sleep(0.2)
-        child.send_signal(signal.SIGKILL)  # no clean-up, like a lost machine
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
-
-
 def test_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tiny_config, in_tmp_cwd, monkeypatch):
     settings = {**tiny_config, "epochs": 5}
     uninterrupted = run_recbole_metammf(
@@ -138,7 +98,7 @@ def test_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tiny_conf
 
     config_file = in_tmp_cwd / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(settings))
-    kill_mid_epoch(in_tmp_cwd, ["--model=MetaMMF_GCN", "--dataset=tiny", f"--config_files={config_file}"])
+    kill_mid_epoch(in_tmp_cwd, SCRIPT, ["--model=MetaMMF_GCN", "--dataset=tiny", f"--config_files={config_file}"])
     [last] = glob.glob(os.path.join(settings["checkpoint_dir"], "*-last.pth"))
     assert load_checkpoint(last)["epoch"] == KILL_EPOCH - 1  # the last finished epoch, intact
 

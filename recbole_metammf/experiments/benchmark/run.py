@@ -1,8 +1,10 @@
 r"""Running a benchmark's runs: each through :func:`recbole_metammf.quick_start.objective_function`,
 its record written to ``DIR/runs/<run id>.json`` (atomically), a finished run never trained again,
-a failed one noted in ``DIR/failed/`` and retried by the next invocation."""
+a failed one noted in ``DIR/failed/`` and retried by the next invocation, a killed one (its ``-last.pth``
+left) continued by it from its last finished epoch."""
 
 import datetime
+import glob
 import json
 import logging
 import os
@@ -13,6 +15,7 @@ import traceback
 
 from tqdm import tqdm
 
+from recbole_metammf.checkpoint import LAST_SUFFIX, CheckpointError, load_checkpoint
 from recbole_metammf.experiments.benchmark.plan import METRICS, short_metric
 from recbole_metammf.files import machine, write_json
 from recbole_metammf.utils import to_plain
@@ -32,17 +35,56 @@ def epoch_of_best(curve, valid_metric, bigger=True):
     return best_epoch
 
 
-def run_one(run, output_dir):
-    r"""Train and test one run through ``objective_function``; returns its record (plain data)."""
+def interrupted_attempt(checkpoint_dir, run, settings=None):
+    r"""``(path, checkpoint)`` of the ``-last.pth`` checkpoint that a killed attempt at ``run`` left in
+    ``checkpoint_dir``, when the run can go on from it; otherwise ``(None, why)``, ``why`` None when the
+    folder holds no such checkpoint. It must hold the run's history (written since 2026-12-07), its
+    settings must be the run's, and ``settings`` (the label's model defaults now) those it trained with."""
+    paths = sorted(glob.glob(os.path.join(glob.escape(checkpoint_dir), "*" + LAST_SUFFIX)))
+    if not paths:
+        return None, None
+    if len(paths) > 1:
+        return None, f"{len(paths)} resume points in {checkpoint_dir}"
+    try:
+        checkpoint = load_checkpoint(paths[0])
+    except CheckpointError as error:
+        return None, str(error)
+    if not checkpoint.get("last") or "valid_history" not in checkpoint:
+        return None, f"{paths[0]} does not hold the run's validation history (written before 2026-12-07)"
+    saved = checkpoint["config"]
+    given = {key: value for key, value in run.config_dict.items() if key not in ("checkpoint_dir", "show_progress")}
+    differing = [key for key, value in {**given, "seed": run.seed}.items() if saved["external"].get(key) != to_plain(value)]
+    changed = changed_defaults({"config": saved.get("final") or {}}, settings)
+    if differing or changed:
+        return None, f"{paths[0]} was written with other settings ({', '.join(differing + list(changed))})"
+    return paths[0], checkpoint
+
+
+def run_one(run, output_dir, settings=None):
+    r"""Train and test one run through ``objective_function``; returns its record (plain data).
+    A run killed before (its ``-last.pth`` left in ``DIR/checkpoints/<run id>``) goes on from its last
+    finished epoch, exactly as if it had not stopped (:func:`interrupted_attempt`); its record is the whole
+    run's, and its ``wall_seconds`` count the earlier attempts' seconds in training and evaluation."""
     from recbole_metammf.quick_start import objective_function
 
+    logger = logging.getLogger()
     checkpoint_dir = os.path.join(os.path.abspath(output_dir), "checkpoints", run.run_id)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # what an interrupted attempt left
+    resume, checkpoint = interrupted_attempt(checkpoint_dir, run, settings)
+    if resume is None:
+        if checkpoint is not None:
+            logger.warning(f"benchmark: {run.label} seed {run.seed} starts again from its first epoch: {checkpoint}")
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # what an interrupted attempt left
+    else:
+        logger.info(
+            f"benchmark: {run.label} seed {run.seed} goes on after epoch {checkpoint['epoch']} from {resume} "
+            f"(an interrupted attempt; delete {checkpoint_dir} to start it again)"
+        )
     config_dict = {**run.config_dict, "seed": run.seed, "checkpoint_dir": checkpoint_dir, "show_progress": False}
     start = time.perf_counter()
     # each epoch in its log file; the settings are the run's alone, not this program's command line
-    result = objective_function(config_dict=config_dict, saved=True, verbose=True, command_line=False)
-    wall_seconds = time.perf_counter() - start
+    result = objective_function(config_dict=config_dict, saved=True, verbose=True, command_line=False, resume=resume)
+    before = result.get("before_resume") or {"valid_history": [], "epoch_train_seconds": [], "fit_seconds": 0.0}
+    wall_seconds = time.perf_counter() - start + before["fit_seconds"]
 
     checkpoint = result.get("checkpoint")
     final = result.get("config") or {}  # the final config of the run, as plain data
@@ -50,8 +92,13 @@ def run_one(run, output_dir):
     if last and os.path.isfile(last):
         os.remove(last)  # only a killed run resumes from it; this one finished
     valid_metric = str(final.get("valid_metric", "NDCG@20")).lower()
-    curve = [[int(epoch), to_plain(dict(values))] for epoch, values in result["valid_history"]]
+    history = list(before["valid_history"]) + [list(entry) for entry in result["valid_history"]]
+    curve = [[int(epoch), to_plain(dict(values))] for epoch, values in history]
     best_epoch = epoch_of_best(curve, valid_metric, result.get("valid_score_bigger", True))
+    # the epochs before a resume and this attempt's (none when it had stopped and only its test was left)
+    seconds = before["epoch_train_seconds"] + [result["train_seconds_per_epoch"]] * result["epochs"]
+    epochs = result.get("first_epoch", 0) + result["epochs"]
+    seconds_per_epoch = sum(seconds) / len(seconds) if seconds else float("nan")
     return {
         "format": FORMAT_VERSION,
         "run_id": run.run_id,
@@ -69,10 +116,11 @@ def run_one(run, output_dir):
         "best_valid_result": dict(result["best_valid_result"] or {}),
         "test_result": dict(result["test_result"]),
         "valid_curve": curve,
-        "epochs": result["epochs"],
+        "epochs": epochs,
+        "resumed_after_epoch": None if resume is None else result["first_epoch"] - 1,
         "epoch_of_best": best_epoch,
         "epochs_to_best": None if best_epoch is None else best_epoch + 1,
-        "train_seconds_per_epoch": result["train_seconds_per_epoch"],
+        "train_seconds_per_epoch": seconds_per_epoch,
         "n_parameters": result["n_parameters"],
         "fusion_tower_parameters": result.get("fusion_tower_parameters"),
         "checkpoint": os.path.relpath(checkpoint, output_dir) if checkpoint else None,
@@ -170,13 +218,15 @@ def run_all(runs, output_dir, progress=True, settings=None):
             bar.set_postfix_str(f"{run.label} seed {run.seed}")
             failure_path = os.path.join(failed_dir, f"{run.run_id}.json")
             try:
-                record = run_one(run, output_dir)
+                record = run_one(run, output_dir, (settings or {}).get(run.label))
             except Exception as error:  # noqa: BLE001 - one failing run must not lose the others
                 logger.error(f"benchmark: {run.label} seed {run.seed} failed: {type(error).__name__}: {error}")
                 os.makedirs(failed_dir, exist_ok=True)
                 write_json(failure_path, {"run_id": run.run_id, "label": run.label, "seed": run.seed,
                                           "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
                 failures.append((run, error))
+                # a retry starts again: a failure is not an interruption, and its code or settings may be fixed by then
+                shutil.rmtree(os.path.join(output_dir, "checkpoints", run.run_id), ignore_errors=True)
             else:
                 write_json(os.path.join(runs_dir, f"{run.run_id}.json"), record)
                 records[run.run_id] = record
