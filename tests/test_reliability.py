@@ -107,6 +107,11 @@ def test_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tiny_conf
     assert resumed["test_result"] == uninterrupted["test_result"]
     assert resumed["best_valid_result"] == uninterrupted["best_valid_result"]
     assert resumed["valid_history"] == uninterrupted["valid_history"][KILL_EPOCH:]
+    # the epochs before the kill, as the checkpoint kept them
+    earlier = resumed["before_resume"]
+    assert [tuple(entry) for entry in earlier["valid_history"]] == uninterrupted["valid_history"][:KILL_EPOCH]
+    assert len(earlier["epoch_train_seconds"]) == KILL_EPOCH and earlier["fit_seconds"] > sum(earlier["epoch_train_seconds"])
+    assert uninterrupted["before_resume"] == {"valid_history": [], "epoch_train_seconds": [], "fit_seconds": 0.0}
     assert_same_weights(resumed["checkpoint"], uninterrupted["checkpoint"])
     assert_same_weights(resumed["last_checkpoint"], uninterrupted["last_checkpoint"])
 
