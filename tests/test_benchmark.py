@@ -264,6 +264,8 @@ def test_run_identity_and_harmonisation(tiny_yaml, tmp_path):
 def test_p_value_needs_two_seeds_and_failed_runs_are_retried(tiny_yaml, in_tmp_cwd, monkeypatch):
     def fake(config_dict=None, config_file_list=None, saved=True, **kwargs):
         if config_dict["model"] == "LightGCN" and not os.environ.get("LIGHTGCN_WORKS"):
+            os.makedirs(config_dict["checkpoint_dir"])  # a resume point left by the epochs before the failure
+            open(os.path.join(config_dict["checkpoint_dir"], "LightGCN-x-last.pth"), "wb").close()
             raise RuntimeError("boom")
         score = 0.1 if config_dict["model"] == "LightGCN" else 0.2
         metrics = {m: score for m in plan.METRICS}
@@ -277,6 +279,8 @@ def test_p_value_needs_two_seeds_and_failed_runs_are_retried(tiny_yaml, in_tmp_c
     with pytest.raises(SystemExit, match="1 run"):
         cli()(argv)
     assert len(os.listdir(out / "runs")) == 1 and len(os.listdir(out / "failed")) == 1
+    # a failure is not an interruption: its retry starts again, not from what the failed attempt left
+    assert not glob.glob(str(out / "checkpoints" / "LightGCN__*"))
     monkeypatch.setenv("LIGHTGCN_WORKS", "1")
     result = cli()(argv)
     assert not result["failures"] and len(os.listdir(out / "runs")) == 2 and not os.listdir(out / "failed")
