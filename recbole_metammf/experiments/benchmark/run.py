@@ -35,6 +35,11 @@ def epoch_of_best(curve, valid_metric, bigger=True):
     return best_epoch
 
 
+def run_checkpoint_dir(output_dir, run_id):
+    r"""Where the run ``run_id`` of the benchmark in ``output_dir`` keeps its checkpoints (absolute)."""
+    return os.path.join(os.path.abspath(output_dir), "checkpoints", run_id)
+
+
 def interrupted_attempt(checkpoint_dir, run, settings=None):
     r"""``(path, checkpoint)`` of the ``-last.pth`` checkpoint that a killed attempt at ``run`` left in
     ``checkpoint_dir``, when the run can go on from it; otherwise ``(None, why)``, ``why`` None when the
@@ -68,7 +73,7 @@ def run_one(run, output_dir, settings=None):
     from recbole_metammf.quick_start import objective_function
 
     logger = logging.getLogger()
-    checkpoint_dir = os.path.join(os.path.abspath(output_dir), "checkpoints", run.run_id)
+    checkpoint_dir = run_checkpoint_dir(output_dir, run.run_id)
     resume, checkpoint = interrupted_attempt(checkpoint_dir, run, settings)
     if resume is None:
         if checkpoint is not None:
@@ -92,7 +97,7 @@ def run_one(run, output_dir, settings=None):
     if last and os.path.isfile(last):
         os.remove(last)  # only a killed run resumes from it; this one finished
     valid_metric = str(final.get("valid_metric", "NDCG@20")).lower()
-    history = list(before["valid_history"]) + [list(entry) for entry in result["valid_history"]]
+    history = before["valid_history"] + list(result["valid_history"])
     curve = [[int(epoch), to_plain(dict(values))] for epoch, values in history]
     best_epoch = epoch_of_best(curve, valid_metric, result.get("valid_score_bigger", True))
     # the epochs before a resume and this attempt's (none when it had stopped and only its test was left)
@@ -176,7 +181,7 @@ def set_aside(output_dir, run_id):
     stale_dir = os.path.join(output_dir, "stale")
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     for source, target in [(os.path.join(output_dir, "runs", f"{run_id}.json"), os.path.join(stale_dir, f"{run_id}.{stamp}.json")),
-                           (os.path.join(output_dir, "checkpoints", run_id), os.path.join(stale_dir, "checkpoints", f"{run_id}.{stamp}"))]:
+                           (run_checkpoint_dir(output_dir, run_id), os.path.join(stale_dir, "checkpoints", f"{run_id}.{stamp}"))]:
         if os.path.exists(source):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             shutil.move(source, target)
@@ -226,7 +231,7 @@ def run_all(runs, output_dir, progress=True, settings=None):
                                           "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()})
                 failures.append((run, error))
                 # a retry starts again: a failure is not an interruption, and its code or settings may be fixed by then
-                shutil.rmtree(os.path.join(output_dir, "checkpoints", run.run_id), ignore_errors=True)
+                shutil.rmtree(run_checkpoint_dir(output_dir, run.run_id), ignore_errors=True)
             else:
                 write_json(os.path.join(runs_dir, f"{run.run_id}.json"), record)
                 records[run.run_id] = record
