@@ -6,9 +6,11 @@ import csv
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import ray
@@ -69,7 +71,9 @@ def test_sweep_table_and_best_config(tiny_config, in_tmp_cwd, monkeypatch):
     with open(experiment / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6
-    assert {"trial", "d_s", "cp_rank", "best_valid_ndcg@20", "best_epoch", "epochs", "status", "pruned", "failures"} <= set(rows[0])
+    assert {"trial", "d_s", "cp_rank", "best_valid_ndcg@20", "best_epoch", "epochs", "status", "pruned", "failures",
+            "resumed_after"} <= set(rows[0])
+    assert all(r["resumed_after"] == "" for r in rows)  # nothing interrupted them
     ok = [r for r in rows if r["status"] == "TERMINATED"]
     failed = [r for r in rows if r["status"] == "ERROR"]
     assert sorted((int(r["d_s"]), int(r["cp_rank"])) for r in ok) == [(2, 4), (2, 8), (5, 4), (5, 8)]
@@ -87,6 +91,7 @@ def test_sweep_table_and_best_config(tiny_config, in_tmp_cwd, monkeypatch):
     markdown = (experiment / "results.md").read_text()
     assert markdown.count("| TERMINATED |") == 4 and markdown.count("| ERROR |") == 2
     assert "| test |" in markdown  # the best trial, trained again and tested once
+    assert not list(experiment.glob("tune_trial_*/checkpoint_*"))  # the trials' resume points, removed at the end
 
     best_config = experiment / "best_config.yaml"
     best = yaml.safe_load(best_config.read_text())
@@ -148,6 +153,138 @@ def test_sweep_on_a_two_node_ray_cluster_runs_trials_on_both_nodes(tiny_config, 
         rows = list(csv.DictReader(f))
     assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED"]
     assert sorted(r["node"] for r in rows) == sorted(n[:12] for n in node_ids)  # one trial on each node
+
+
+def _table_row(experiment):
+    """The one row of a one-trial sweep's results.csv."""
+    with open(experiment / "results.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    return row
+
+
+def _trial_reports(experiment):
+    """The one trial's progress.csv rows (every attempt's reports, as Ray appended them); none before it reports."""
+    files = list(experiment.glob("tune_trial_*/progress.csv"))
+    if not files:
+        return []
+    (progress,) = files
+    with open(progress, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _first_attempt_epochs(experiment):
+    """The epochs the trial reported before anything stopped it."""
+    return [int(r["epoch"]) for r in _trial_reports(experiment) if int(r["resumed_after_epoch"]) == 0]
+
+
+def test_an_interrupted_sweep_and_a_crashed_trial_go_on_from_the_trials_last_checkpoint(tiny_config, in_tmp_cwd):
+    """Once the trial has reported 3 epochs: (1) Ctrl-C (SIGINT) to run_tune.py, then the same command with
+    --resume; (2) in another sweep, SIGKILL to the trial's worker, which Ray retries (--max-failures=1).
+    Either way the trial's next attempt goes on after its last checkpointed epoch instead of epoch 1, and
+    its curve, best score and table row equal those of the same sweep run without interruption."""
+    if ray.is_initialized():
+        ray.shutdown()
+    config_file = in_tmp_cwd / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({**{k: v for k, v in tiny_config.items() if k != "epochs"}, "stopping_step": 100}))
+    (in_tmp_cwd / "space.yaml").write_text("d_s: {grid: [4]}\n")
+    epochs = 60
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+
+    def sweep(name, *extra):
+        command = [sys.executable, os.path.join(REPO_ROOT, "run_tune.py"), "--model=MetaMMF_MF", "--dataset=tiny",
+                   "--space=space.yaml", f"--config_files={config_file}", "--output=sweeps", f"--name={name}",
+                   "--scheduler=fifo", "--no-test", "--verbose=0", "--max-failures=1", f"--epochs={epochs}", *extra]
+        return subprocess.Popen(command, env=env, cwd=in_tmp_cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def finish(process):
+        try:
+            assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stderr.close()
+
+    def reports_after_epoch_3(name, driver):
+        """Wait until sweep ``name``'s trial has reported 3 epochs; its reports so far."""
+        deadline = time.monotonic() + 300
+        while not [r for r in _trial_reports(in_tmp_cwd / "sweeps" / name) if int(r["epoch"]) >= 3]:
+            assert driver.poll() is None, f"the sweep ended before epoch 3: {driver.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "the trial did not report 3 epochs in 300 s"
+            time.sleep(0.1)
+        return _trial_reports(in_tmp_cwd / "sweeps" / name)
+
+    def resume_points(name):
+        return list((in_tmp_cwd / "sweeps" / name).glob("tune_trial_*/checkpoint_*/trial-last.pth"))
+
+    finish(sweep("whole"))
+    whole = _trial_reports(in_tmp_cwd / "sweeps" / "whole")
+    assert not resume_points("whole")  # removed once every trial has ended
+
+    def check_went_on(name, cut_short):
+        reports = _trial_reports(in_tmp_cwd / "sweeps" / name)
+        after = [r for r in reports if int(r["resumed_after_epoch"]) > 0]
+        point = int(after[0]["resumed_after_epoch"])
+        assert 1 <= point <= max(cut_short)  # a checkpoint of the first attempt ...
+        assert [int(r["epoch"]) for r in after] == list(range(point + 1, epochs + 1))  # ... the next went on after it
+        # an epoch run twice: the later attempt's report counts
+        assert {int(r["epoch"]): float(r["metric"]) for r in reports} == {int(r["epoch"]): float(r["metric"]) for r in whole}
+        row, reference = _table_row(in_tmp_cwd / "sweeps" / name), _table_row(in_tmp_cwd / "sweeps" / "whole")
+        assert row["resumed_after"] == str(point) and reference["resumed_after"] == ""
+        for key in ("best_valid_ndcg@20", "best_epoch", "epochs", "status"):
+            assert row[key] == reference[key], key
+        assert row["epochs"] == str(epochs)
+        return row
+
+    # (1) Ctrl-C, then --resume
+    driver = sweep("interrupted")
+    try:
+        reports_after_epoch_3("interrupted", driver)
+        driver.send_signal(signal.SIGINT)
+        driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        driver.stderr.close()
+    cut_short = _first_attempt_epochs(in_tmp_cwd / "sweeps" / "interrupted")
+    assert max(cut_short) < epochs, "the interrupt came after the trial had finished"
+    assert "interrupted" in (in_tmp_cwd / "sweeps" / "interrupted" / "results.md").read_text()
+    assert resume_points("interrupted")  # kept for --resume
+    finish(sweep("interrupted", "--resume"))
+    assert check_went_on("interrupted", cut_short)["failures"] == "0"
+    assert not resume_points("interrupted")
+
+    # (2) the trial's worker killed: Ray's retry
+    driver = sweep("crashed")
+    try:
+        os.kill(int(reports_after_epoch_3("crashed", driver)[-1]["pid"]), signal.SIGKILL)
+    except BaseException:
+        driver.kill()
+        driver.wait()
+        driver.stderr.close()
+        raise
+    finish(driver)
+    cut_short = _first_attempt_epochs(in_tmp_cwd / "sweeps" / "crashed")
+    assert max(cut_short) < epochs, "the kill came after the trial had finished"
+    assert check_went_on("crashed", cut_short)["failures"] == "1"
+
+
+def test_a_trials_history_keeps_each_epoch_of_its_latest_attempt():
+    """Ray appends every attempt's reports: one that went on from an older checkpoint repeats epochs,
+    one that started again repeats them all; the row of the latest attempt counts."""
+    import pandas
+
+    from recbole_metammf.experiments.tune.results import _history
+
+    class Result:
+        def __init__(self, epochs):
+            self.metrics_dataframe = pandas.DataFrame({"epoch": epochs, "metric": [float(i) for i in range(len(epochs))]})
+
+    resumed = _history(Result([1, 2, 3, 4, 3, 4, 5]))
+    assert list(resumed["epoch"]) == [1, 2, 3, 4, 5] and list(resumed["metric"]) == [0, 1, 4, 5, 6]
+    restarted = _history(Result([1, 2, 3, 1, 2]))
+    assert list(restarted["epoch"]) == [1, 2] and list(restarted["metric"]) == [3, 4]
 
 
 def test_the_default_search_space_is_the_packages_whatever_the_working_directory(in_tmp_cwd):

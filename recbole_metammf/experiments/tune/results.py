@@ -40,22 +40,28 @@ def _config(result):
 
 
 def _history(result):
-    r"""The trial's validation results, one row per epoch, of its last run: a trial run again (retry,
-    --resume) starts from epoch 1 and appends."""
+    r"""The trial's validation results, one row per epoch, as its last run saw them. Ray appends every
+    attempt's reports: a trial Ray starts again (a retry, --resume) goes on from its last checkpoint,
+    which may be older than its last report, or from epoch 1 (no checkpoint yet, or a sweep from before
+    trials checkpointed). An attempt's rows replace the earlier rows from its first epoch on."""
     history = result.metrics_dataframe
     if history is None or not len(history) or "metric" not in history:
         return None
     history = history.dropna(subset=["metric"]).reset_index(drop=True)
-    restarts = [i for i in range(1, len(history)) if history.loc[i, "epoch"] <= history.loc[i - 1, "epoch"]]
-    if restarts:
-        history = history.iloc[restarts[-1]:]
+    kept = []
+    for i, epoch in enumerate(history["epoch"]):
+        while kept and history.loc[kept[-1], "epoch"] >= epoch:  # an attempt that went on from before this epoch
+            kept.pop()
+        kept.append(i)
+    history = history.loc[kept].reset_index(drop=True)
     return history if len(history) else None
 
 
 def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
-    r"""One row per trial: its parameters, best validation metric, its epoch, epochs run, status, and
+    r"""One row per trial: its parameters, best validation metric, its epoch, epochs run, status,
     whether the scheduler pruned it (ASHA: its last result is marked done before ``max_epochs``; a trial
-    that ends by itself, through RecBole's early stopping, leaves its last result not done).
+    that ends by itself, through RecBole's early stopping, leaves its last result not done), and after
+    which epochs Ray started it again from its checkpoint (``resumed_after``, empty if never).
 
     Status: ``ERROR`` (the trial failed its retries), ``TERMINATED`` (it finished, or was stopped by
     the scheduler or a Ctrl-C), ``PENDING`` (it never reported: not started before an interruption)."""
@@ -64,7 +70,7 @@ def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
         config = _config(result)
         metrics = result.metrics or {}
         history = _history(result)
-        best, best_epoch, epochs, last_done, node = None, None, 0, False, ""
+        best, best_epoch, epochs, last_done, node, resumed = None, None, 0, False, "", ""
         if history is not None:
             position = history["metric"].idxmax() if mode == "max" else history["metric"].idxmin()
             best = float(history.loc[position, "metric"])
@@ -74,6 +80,9 @@ def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
             last_done = "done" in history and bool(history["done"].iloc[-1])
             if "node_id" in history:  # the Ray node it ran on (the first 12 hex digits of its id)
                 node = str(history["node_id"].iloc[-1])[:12]
+            if "resumed_after_epoch" in history:  # each time Ray started it again from its checkpoint
+                points = history["resumed_after_epoch"].dropna().astype(int)
+                resumed = ", ".join(str(p) for p in dict.fromkeys(points[points > 0]))
         if result.error is not None:
             status = "ERROR"
         elif history is not None or metrics.get("done"):
@@ -96,6 +105,7 @@ def trial_rows(result_grid, metric, mode, space_keys, max_epochs):
                 "pruned": pruned,
                 "failures": _failures(result),
                 "node": node,
+                "resumed_after": resumed,
                 "error": error,
                 "_config": to_plain(config),
             }

@@ -14,7 +14,7 @@ from recbole_metammf.config_checks import ignored_key_messages, unknown_key_mess
 from recbole_metammf.errors import ConfigError
 from recbole_metammf.experiments.tune.results import append_test, trial_rows, write_best_config, write_tables
 from recbole_metammf.experiments.tune.space import load_space, parse_space
-from recbole_metammf.experiments.tune.trial import TRIAL_ONLY_KEYS, tune_trial
+from recbole_metammf.experiments.tune.trial import TRIAL_ONLY_KEYS, remove_resume_points, tune_trial
 from recbole_metammf.files import make_output_dir, read_yaml, write_json
 from recbole_metammf.utils import require_int, require_number, to_plain
 
@@ -220,6 +220,8 @@ def run_sweep(
                     name=name,
                     storage_path=output,
                     failure_config=air.FailureConfig(max_failures=max_failures),
+                    # each report carries the trial's resume point; only the newest is needed
+                    checkpoint_config=air.CheckpointConfig(num_to_keep=1),
                     verbose=verbose,
                 ),
             )
@@ -232,6 +234,7 @@ def run_sweep(
         finally:
             ray_tune_logger.removeHandler(interrupt)
         rows = trial_rows(result_grid, metric, mode, space_keys, epochs)
+        trial_folders = [result.path for result in result_grid if result.path]
     finally:
         if started_ray:
             ray.shutdown()
@@ -258,6 +261,9 @@ def run_sweep(
                     "continue it with --resume.\n")
         getLogger().warning(f"the sweep was interrupted; continue it with --resume (output {output}, name {name})")
         return summary
+    freed = remove_resume_points(trial_folders)  # every trial has ended: none will go on
+    if freed:
+        getLogger().info(f"removed the trials' resume points ({freed / 1e6:.1f} MB)")
     best = next((r for r in rows if r[f"best_valid_{metric}"] is not None and r["status"] != "ERROR"), None)
     if best is None:
         getLogger().warning(f"no trial of {experiment} finished; see the error column of {md_path}")
