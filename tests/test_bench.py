@@ -35,7 +35,7 @@ def test_fusion_benchmark_checks_both_paths_agree(tmp_path):
     assert "2276 -> 1024 -> 512 -> 256 -> 32" in report.read_text()
 
 
-def test_epoch_benchmark_times_each_model_and_gives_ratios(tmp_path):
+def tiny_config_file(tmp_path):
     root, fields, _ = write_tiny_dataset(str(tmp_path / "data"))
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({
@@ -45,14 +45,24 @@ def test_epoch_benchmark_times_each_model_and_gives_ratios(tmp_path):
         "modalities": fields,
         "train_batch_size": 128,
     }))
-    report = tmp_path / "report.md"
-    run_script("epoch.py", "--dataset=tiny", "--models=MetaMMF_GCN,BPR", "--epochs=2", f"--config_files={config}",
-               f"--report={report}", "--reproducibility=False")
+    return config
+
+
+def table_rows(report, models):
     rows = {}
     for line in report.read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells[0] in ("MetaMMF_GCN", "BPR"):
+        if cells[0] in models:
             rows[cells[0]] = cells
+    return rows
+
+
+def test_epoch_benchmark_times_each_model_and_gives_ratios(tmp_path):
+    config = tiny_config_file(tmp_path)
+    report = tmp_path / "report.md"
+    run_script("epoch.py", "--dataset=tiny", "--models=MetaMMF_GCN,BPR", "--epochs=2", f"--config_files={config}",
+               f"--report={report}", "--reproducibility=False")
+    rows = table_rows(report, ("MetaMMF_GCN", "BPR"))
     assert set(rows) == {"MetaMMF_GCN", "BPR"}
     gcn, bpr = rows["MetaMMF_GCN"], rows["BPR"]
     # model | train s/epoch | vs BPR | eval s | vs BPR | peak RSS | batches | parameters | valid NDCG@20
@@ -61,3 +71,17 @@ def test_epoch_benchmark_times_each_model_and_gives_ratios(tmp_path):
     assert gcn[6] == bpr[6] == "5"  # 540 training pairs / 128 per batch, the same batches for both
     assert float(gcn[5]) > 0.1  # peak RSS in GB of a process that imported torch and RecBole
     assert "train_batch_size 128" in report.read_text()
+
+
+def test_resume_point_benchmark_gives_its_cost_against_the_epoch_it_follows(tmp_path):
+    config = tiny_config_file(tmp_path)
+    report = tmp_path / "report.md"
+    run_script("resume_point.py", "--dataset=tiny", "--models=MetaMMF_MF,LightGCN", "--repeats=2",
+               f"--config_files={config}", f"--report={report}")
+    rows = table_rows(report, ("MetaMMF_MF", "LightGCN"))
+    assert set(rows) == {"MetaMMF_MF", "LightGCN"}
+    for model, epoch, point, ratio, megabytes in rows.values():
+        assert float(epoch) > 0 and float(point) > 0
+        assert abs(float(ratio) - float(point) / float(epoch)) < 0.02 * float(ratio) + 0.002
+        assert 0 < float(megabytes) < 10  # parameters and Adam's moments of a 60-user, 90-item model
+    assert f"--config_files={config}" in report.read_text()

@@ -132,6 +132,7 @@ SCRIPT_OPTIONS = {
     "address", "scheduler", "batches", "profile", "scale", "synthetic", "work", "report", "key",
     "new_items", "items", "latent",  # latent: docs/scripts/probe_meta_information.py
     "runs", "variants",  # docs/scripts/probe_gcn_layer_steps.py
+    "repeats",  # bench/resume_point.py
 }
 
 
