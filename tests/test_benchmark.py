@@ -420,7 +420,7 @@ def test_results_at_or_below_pop_or_with_low_coverage_are_flagged():
     assert csv_text.splitlines()[0] == "label,itemcoverage@20,averagepopularity@20,giniindex@20,flags"
 
 
-def test_benchmark_summary_has_pop_and_what_each_model_ranks(tiny_yaml, in_tmp_cwd):
+def test_benchmark_summary_has_pop_and_what_each_model_ranks(tiny_yaml, in_tmp_cwd, capfd):
     out = in_tmp_cwd / "bench_pop"
     result = cli()(["--dataset=tiny", "--models=Pop,BPR", "--seeds=1", f"--output={out}",
                     f"--config_files={tiny_yaml}", "--epochs=1", "--no-progress"])
@@ -431,6 +431,26 @@ def test_benchmark_summary_has_pop_and_what_each_model_ranks(tiny_yaml, in_tmp_c
     rows = read_csv(out / "ranked.csv")
     assert [row["label"] for row in rows] == ["Pop", "BPR"]
     assert all(0 < float(row["itemcoverage@20"]) <= 1 for row in rows)
+    # one epoch of a bound of one: early stopping did not end BPR's run
+    assert "epoch bound (1 of 1 seeds)" in rows[1]["flags"]
+    assert "BPR seed 2020 reached the epoch bound (epochs=1)" in capfd.readouterr().err  # RecBole's log handler
+
+
+def test_a_run_that_the_epoch_bound_ended_while_its_validation_rose_is_flagged():
+    def record(epochs, epochs_to_best, bound=300, patience=50):
+        return {"epochs": epochs, "epochs_to_best": epochs_to_best, "config": {"epochs": bound, "stopping_step": patience}}
+
+    assert tables.cut_by_epoch_bound(record(300, 300))  # best at the last epoch
+    assert tables.cut_by_epoch_bound(record(300, 250))  # 50 epochs without gain: one short of early stopping
+    assert not tables.cut_by_epoch_bound(record(300, 249))  # early stopping ended it at the bound
+    assert not tables.cut_by_epoch_bound(record(155, 104))  # early stopping ended it before the bound
+    assert not tables.cut_by_epoch_bound({"epochs": 300, "epochs_to_best": 300, "config": {}})  # nothing to judge by
+    base = {"recall@20": 0.1, "ndcg@20": 0.05, "itemcoverage@20": 0.2, "averagepopularity@20": 50.0, "giniindex@20": 0.9}
+    group = _group("LightGCN", {2020: base, 2021: base, 2022: base})
+    for rec, (epochs, to_best) in zip(group["records"], [(300, 298), (300, 240), (120, 70)]):
+        rec.update(record(epochs, to_best))
+    (row,) = tables.ranking_diagnosis({"LightGCN": group})
+    assert row["flags"] == ["epoch bound (1 of 3 seeds)"]
 
 
 def test_each_metammf_model_is_compared_with_its_static_twin_by_a_paired_t_test():

@@ -107,7 +107,10 @@ def benchmark(dataset, models=None, seeds=(FIRST_SEED,), output_dir="benchmark",
         "RecBole's ItemCoverage@20 (share of the items in at least one top-20 list), AveragePopularity@20 (mean "
         "number of training interactions of the recommended items) and GiniIndex@20 (1 = every list the same "
         f"items). *flag*: test recall@20 or NDCG@20 at or below {FLOOR_MODEL}'s (the floor; shown when {FLOOR_MODEL} "
-        f"ran), or ItemCoverage@20 under {MIN_COVERAGE:.0%}: such a result is a defect to find, not a finding."
+        f"ran), or ItemCoverage@20 under {MIN_COVERAGE:.0%}: such a result is a defect to find, not a finding; "
+        "*epoch bound (k of n seeds)*: k runs reached `epochs` with their best validation within the patience, so "
+        "early stopping did not end them and they may still have been improving: give every model a higher "
+        "`--epochs` before comparing."
     )
     atomic_write_text(os.path.join(output_dir, "ranked.csv"), csv_table)
     files["ranked.csv"] = os.path.join(output_dir, "ranked.csv")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from recbole_metammf.checkpoint import LAST_SUFFIX, CheckpointError, load_checkpoint
 from recbole_metammf.experiments.benchmark.plan import METRICS, short_metric
+from recbole_metammf.experiments.benchmark.summary import cut_by_epoch_bound
 from recbole_metammf.files import machine, write_json
 from recbole_metammf.utils import to_plain
 
@@ -243,6 +244,13 @@ def run_all(runs, output_dir, progress=True, settings=None):
                     + f"; {record['epochs']} epochs, best at {record['epochs_to_best']}, "
                     f"{record['train_seconds_per_epoch']:.2f} s/epoch"
                 )
+                if cut_by_epoch_bound(record):
+                    logger.warning(
+                        f"benchmark: {run.label} seed {run.seed} reached the epoch bound (epochs={record['epochs']}) "
+                        f"with its best validation at epoch {record['epochs_to_best']}, within the patience "
+                        f"(stopping_step={record['config']['stopping_step']}): it may still have been improving; "
+                        "give every model a higher --epochs to compare converged runs"
+                    )
             bar.update(1)
     finally:
         bar.close()

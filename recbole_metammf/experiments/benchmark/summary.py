@@ -1,6 +1,7 @@
 r"""The summary of a benchmark: runs grouped by label, means and sample standard deviations over seeds,
 the paired t-test, the compared pair chosen on validation, the flags of a result that is no result
-(at or below Pop, low item coverage), and the tables (markdown and CSV) of ``summary.md``."""
+(at or below Pop, low item coverage) or that the epoch bound cut short, and the tables (markdown and CSV)
+of ``summary.md``."""
 
 import math
 import warnings
@@ -16,6 +17,17 @@ from recbole_metammf.files import csv_text, md_table
 
 RANKED_METRICS = ["itemcoverage@20", "averagepopularity@20", "giniindex@20"]  # what a model ranks, not how well
 MIN_COVERAGE = 0.05  # ItemCoverage@20 under this is flagged: the model recommends a handful of items to everyone
+
+
+def cut_by_epoch_bound(record):
+    r"""Whether the run ended at its ``epochs`` bound with its best validation within the last
+    ``stopping_step`` evaluations: early stopping did not end it, and its validation may still have been
+    rising. (A record without its final config is not judged.)"""
+    config = record.get("config") or {}
+    if not all(key in config for key in ("epochs", "stopping_step")):
+        return False
+    since_best = record["epochs"] - record["epochs_to_best"]
+    return record["epochs"] >= config["epochs"] and since_best <= config["stopping_step"] * max(1, config.get("eval_step") or 1)
 
 
 def group_records(runs, records):
@@ -194,8 +206,9 @@ def comparison_tables(groups):
 
 def ranking_diagnosis(groups, floor=FLOOR_MODEL):
     r"""Per label: the means of :data:`RANKED_METRICS` and the flags of a result that is no result —
-    ``at or below Pop`` (test recall@20 or NDCG@20 mean not above the floor model's, when it ran) and
-    ``coverage < 5%`` (ItemCoverage@20 under :data:`MIN_COVERAGE`)."""
+    ``at or below Pop`` (test recall@20 or NDCG@20 mean not above the floor model's, when it ran),
+    ``coverage < 5%`` (ItemCoverage@20 under :data:`MIN_COVERAGE`) and ``epoch bound (k of n seeds)``
+    (:func:`cut_by_epoch_bound`: the result is that of a shorter run than early stopping would make)."""
     floor_group = next((g for g in groups.values() if g["model"] == floor and g["records"]), None)
     floor_means = {m: mean_std(list(test_values(floor_group, m).values()))[0] for m in ("recall@20", "ndcg@20")} if floor_group else {}
     rows = []
@@ -211,6 +224,9 @@ def ranking_diagnosis(groups, floor=FLOOR_MODEL):
         coverage = means["itemcoverage@20"]
         if math.isfinite(coverage) and coverage < MIN_COVERAGE:
             flags.append(f"coverage < {MIN_COVERAGE:.0%}")
+        cut = sum(cut_by_epoch_bound(record) for record in group["records"])
+        if cut:
+            flags.append(f"epoch bound ({cut} of {len(group['records'])} seeds)")
         rows.append({"label": label, "means": means, "flags": flags})
     return rows
 
