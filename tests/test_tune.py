@@ -91,7 +91,8 @@ def test_sweep_table_and_best_config(tiny_config, in_tmp_cwd, monkeypatch):
     markdown = (experiment / "results.md").read_text()
     assert markdown.count("| TERMINATED |") == 4 and markdown.count("| ERROR |") == 2
     assert "| test |" in markdown  # the best trial, trained again and tested once
-    assert not list(experiment.glob("tune_trial_*/checkpoint_*"))  # the trials' resume points, removed at the end
+    # the trials' resume points, removed at the end (ASHA stopped some trials in a report)
+    assert not list(experiment.glob("tune_trial_*/checkpoint_*")) and not list(experiment.glob("tune_trial_*/resume_point"))
 
     best_config = experiment / "best_config.yaml"
     best = yaml.safe_load(best_config.read_text())
@@ -215,7 +216,8 @@ def test_an_interrupted_sweep_and_a_crashed_trial_go_on_from_the_trials_last_che
         return _trial_reports(in_tmp_cwd / "sweeps" / name)
 
     def resume_points(name):
-        return list((in_tmp_cwd / "sweeps" / name).glob("tune_trial_*/checkpoint_*/trial-last.pth"))
+        folder = in_tmp_cwd / "sweeps" / name
+        return list(folder.glob("tune_trial_*/checkpoint_*/trial-last.pth")) + list(folder.glob("tune_trial_*/resume_point/*"))
 
     finish(sweep("whole"))
     whole = _trial_reports(in_tmp_cwd / "sweeps" / "whole")

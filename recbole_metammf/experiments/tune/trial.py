@@ -52,8 +52,10 @@ def _reporting_trainer(trainer_class, metric):
                 return
             super()._save_last_checkpoint(epoch, train_data, verbose=False)
             report, self._pending_report = self._pending_report, None
-            session.report(report, checkpoint=Checkpoint.from_directory(os.path.dirname(self.last_checkpoint_file)))
-            os.remove(self.last_checkpoint_file)  # Ray copied it into the trial's checkpoint_<n> folder
+            try:
+                session.report(report, checkpoint=Checkpoint.from_directory(os.path.dirname(self.last_checkpoint_file)))
+            finally:  # Ray copied it into the trial's checkpoint_<n> folder before it returns, or stops the trial
+                os.remove(self.last_checkpoint_file)
 
     ReportingTrainer.__name__ = ReportingTrainer.__qualname__ = f"Reporting{trainer_class.__name__}"
     return ReportingTrainer
@@ -74,11 +76,11 @@ def _resume_point(folder):
 
 
 def remove_resume_points(trial_folders):
-    r"""Delete the Ray checkpoints (``checkpoint_<n>`` folders) of trials that have ended: only an
-    unfinished trial goes on from one. Returns the bytes freed."""
+    r"""Delete the Ray checkpoints (``checkpoint_<n>`` folders) of trials that have ended, and what their
+    ``resume_point`` folder holds: only an unfinished trial goes on from one. Returns the bytes freed."""
     freed = 0
     for folder in trial_folders:
-        for checkpoint in glob.glob(os.path.join(glob.escape(folder), "checkpoint_*")):
+        for checkpoint in glob.glob(os.path.join(glob.escape(folder), "checkpoint_*")) + [os.path.join(folder, RESUME_FOLDER)]:
             freed += sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(checkpoint) for f in files)
             shutil.rmtree(checkpoint, ignore_errors=True)
     return freed
