@@ -197,14 +197,18 @@ def test_an_interrupted_sweep_and_a_crashed_trial_go_on_from_the_trials_last_che
                    "--scheduler=fifo", "--no-test", "--verbose=0", "--max-failures=1", f"--epochs={epochs}", *extra]
         return subprocess.Popen(command, env=env, cwd=in_tmp_cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
+    def end(process):
+        """Kill ``process`` if it still runs; wait for it and close its stderr."""
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stderr.close()
+
     def finish(process):
         try:
             assert process.wait(timeout=600) == 0, process.stderr.read()[-3000:]
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            process.stderr.close()
+            end(process)
 
     def reports_after_epoch_3(name, driver):
         """Wait until sweep ``name``'s trial has reported 3 epochs; its reports so far."""
@@ -245,10 +249,7 @@ def test_an_interrupted_sweep_and_a_crashed_trial_go_on_from_the_trials_last_che
         driver.send_signal(signal.SIGINT)
         driver.wait(timeout=300)
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        driver.stderr.close()
+        end(driver)
     cut_short = _first_attempt_epochs(in_tmp_cwd / "sweeps" / "interrupted")
     assert max(cut_short) < epochs, "the interrupt came after the trial had finished"
     assert "interrupted" in (in_tmp_cwd / "sweeps" / "interrupted" / "results.md").read_text()
@@ -262,9 +263,7 @@ def test_an_interrupted_sweep_and_a_crashed_trial_go_on_from_the_trials_last_che
     try:
         os.kill(int(reports_after_epoch_3("crashed", driver)[-1]["pid"]), signal.SIGKILL)
     except BaseException:
-        driver.kill()
-        driver.wait()
-        driver.stderr.close()
+        end(driver)
         raise
     finish(driver)
     cut_short = _first_attempt_epochs(in_tmp_cwd / "sweeps" / "crashed")

@@ -80,9 +80,9 @@ def remove_resume_points(trial_folders):
     ``resume_point`` folder holds: only an unfinished trial goes on from one. Returns the bytes freed."""
     freed = 0
     for folder in trial_folders:
-        for checkpoint in glob.glob(os.path.join(glob.escape(folder), "checkpoint_*")) + [os.path.join(folder, RESUME_FOLDER)]:
-            freed += sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(checkpoint) for f in files)
-            shutil.rmtree(checkpoint, ignore_errors=True)
+        for path in glob.glob(os.path.join(glob.escape(folder), "checkpoint_*")) + [os.path.join(folder, RESUME_FOLDER)]:
+            freed += sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+            shutil.rmtree(path, ignore_errors=True)
     return freed
 
 
