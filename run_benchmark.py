@@ -17,7 +17,7 @@ The paper's analyses (properties/benchmark/<preset>.yaml, or your own YAML file 
     python run_benchmark.py --preset=cp     --dataset=tiktok --seeds=5 --output=results/cp      # Table 4
     python run_benchmark.py --preset=static --dataset=tiktok --seeds=5 --output=results/static  # Table 5
     python run_benchmark.py --preset=rank   --dataset=tiktok --seeds=5 --output=results/rank    # Fig. 5
-    python run_benchmark.py --preset=ablations --dataset=tiktok --seeds=3 --output=results/ablations  # Tables 3-5 on MetaMMF_LightGCN
+    python run_benchmark.py --preset=ablations --dataset=tiktok --seeds=5 --output=results/ablations_p50  # Tables 3-5 on MetaMMF_LightGCN
 
 and the choices each MetaMMF backbone leaves open, selected on validation: gcn_choices, mf_choices,
 lightgcn_choices, lightgcn_scaling, id_combination, ... (--help lists them all; each file's first lines say

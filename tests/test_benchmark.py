@@ -219,19 +219,33 @@ def test_preset_base_lies_under_every_variant_and_keeps_paper_labels_meaning_the
             "negative_slope": 0.01, "drop_batch_edges": False, "normalize_modalities": True}
 
 
+PRESETS_MEASURED_WITH_PATIENCE_50 = {"ablations"}  # the others' tables date from before the benchmark's 50
+
+
 @pytest.mark.parametrize("name", SHIPPED_PRESETS)
 def test_benchmark_patience_is_50_and_presets_measured_with_10_keep_it(name, tiny_yaml):
     """The benchmark's patience (models.yaml) is 50, longer than the paper's 10 that single runs keep; the shipped
-    presets, all measured with 10, pin it so that they reproduce the docs' figures; the command line wins over both."""
+    presets measured with 10 pin it so that they reproduce the docs' figures; the command line wins over both."""
     plain = plan.build_runs("tiny", ["BPR"], [1], {"epochs": 1}, [tiny_yaml])[0]
     assert plain.config_dict["stopping_step"] == 50
     with open(os.path.join(PROPERTIES_DIR, "overall.yaml")) as f:
         assert yaml.safe_load(f)["stopping_step"] == 10
     preset = plan.load_preset(name)
     runs = plan.build_runs("tiny", preset["models"], [1], {"epochs": 1}, [tiny_yaml], preset)
-    assert {run.config_dict["stopping_step"] for run in runs} == {10}
+    assert {run.config_dict["stopping_step"] for run in runs} == {50 if name in PRESETS_MEASURED_WITH_PATIENCE_50 else 10}
     runs = plan.build_runs("tiny", preset["models"], [1], {"epochs": 1, "stopping_step": 30}, [tiny_yaml], preset)
     assert {run.config_dict["stopping_step"] for run in runs} == {30}
+    # a run records the preset's keys with the values it was given: the command line's, where it replaced the base's
+    assert all(run.overrides.get("stopping_step", 30) == 30 for run in runs)
+
+
+def test_a_command_line_value_for_a_key_the_preset_varies_is_refused(tiny_yaml):
+    preset = plan.load_preset("ablations")
+    with pytest.raises(ConfigError, match=r"cp_rank: varied by the preset 'ablations' \(.*ablations\.yaml\), so a value "
+                                          r"given for the whole benchmark would replace the variants' own"):
+        plan.build_runs("tiny", preset["models"], [1], {"epochs": 1, "cp_rank": 8}, [tiny_yaml], preset)
+    with pytest.raises(ConfigError, match=r"^fusion_layers, static_weight: varied by the preset"):
+        plan.build_runs("tiny", preset["models"], [1], {"static_weight": True, "fusion_layers": [32]}, [tiny_yaml], preset)
 
 
 def test_run_identity_and_harmonisation(tiny_yaml, tmp_path):

@@ -125,6 +125,12 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
         from_files.pop(key, None)
     base = dict(preset.get("base") or {}) if preset else {}
     variants = {label: {**base, **overrides} for label, overrides in preset["variants"].items()} if preset else {None: {}}
+    varied = sorted({key for label_overrides in (preset or {}).get("variants", {}).values() for key in label_overrides}
+                    & set(overrides))
+    if varied:  # the command line wins over a variant, which would make the variants alike
+        raise ConfigError(
+            f"{', '.join(varied)}: varied by the preset {preset['name']!r} ({preset['path']}), so a value given for the "
+            f"whole benchmark would replace the variants' own; leave it out, or copy the preset and change its variants")
     models = list(dict.fromkeys(models))  # once each, in the order given
     for model in models:
         get_model(model)  # an unknown name fails now, with close matches
@@ -145,7 +151,9 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
                     "dataset": dataset,
                 }
                 label = model if variant is None else f"{model}[{variant}]"
-                runs.append(RunSpec(label, model, seed, config_dict, variant, dict(variant_overrides)))
+                # the variant's keys with the values the run is given (a base key may be overridden)
+                in_effect = {key: config_dict[key] for key in variant_overrides}
+                runs.append(RunSpec(label, model, seed, config_dict, variant, in_effect))
     return runs
 
 
