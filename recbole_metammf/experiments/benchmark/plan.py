@@ -124,9 +124,9 @@ def build_runs(dataset, models, seeds, overrides=None, config_files=None, preset
     for key in ("model", "dataset", *RUNNER_KEYS):
         from_files.pop(key, None)
     base = dict(preset.get("base") or {}) if preset else {}
-    variants = {label: {**base, **overrides} for label, overrides in preset["variants"].items()} if preset else {None: {}}
-    varied = sorted({key for label_overrides in (preset or {}).get("variants", {}).values() for key in label_overrides}
-                    & set(overrides))
+    variant_settings = preset["variants"] if preset else {}
+    variants = {label: {**base, **settings} for label, settings in variant_settings.items()} if preset else {None: {}}
+    varied = sorted({key for settings in variant_settings.values() for key in settings} & set(overrides))
     if varied:  # the command line wins over a variant, which would make the variants alike
         raise ConfigError(
             f"{', '.join(varied)}: varied by the preset {preset['name']!r} ({preset['path']}), so a value given for the "
